@@ -1,0 +1,11 @@
+"""earlyexp environments. Importing this module registers every ``EarlyExp/...`` id.
+
+``gym.make("EarlyExp/FrozenLake-v0")`` works after ``import earlyexp.envs``;
+``gym.make("earlyexp.envs:EarlyExp/FrozenLake-v0")`` works with no import at all.
+"""
+
+from earlyexp.envs.registry import ENTRIES, EnvEntry, entry, env_ids, register_all
+
+register_all()
+
+__all__ = ["ENTRIES", "EnvEntry", "entry", "env_ids", "register_all"]

@@ -1,0 +1,1 @@
+"""Sparse-reward control tasks as text (FrozenLake, Sokoban) and their numeric views."""

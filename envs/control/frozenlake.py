@@ -1,0 +1,215 @@
+"""EarlyExp/FrozenLake-v0: reach the goal on a grid with hidden rules, as text."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from earlyexp.envs.control.grid import MOVE_GRAMMAR, MOVE_NAMES, MOVES, bfs_plan, check_symbols
+from earlyexp.envs.core.actions import ParseError
+from earlyexp.envs.core.base import Evaluation, Outcome, TextEnv
+
+SYMBOLS: dict[str, dict[str, str]] = {
+    "abstract": {"agent": "A", "G": "B", "H": "C", "F": "D", "S": "D"},
+    "legend": {"agent": "P", "G": "G", "H": "H", "F": "F", "S": "F"},
+    "remapped": {"agent": "W", "G": "X", "H": "Y", "F": "Z", "S": "Z"},
+}
+LEGEND = "Legend: P = you, G = goal, H = hole, F = frozen ice."
+
+ID_SIZES, OOD_SIZES = (2, 6), (7, 9)
+ID_BUDGET, OOD_BUDGET = 8, 20
+
+
+@dataclass(frozen=True)
+class FrozenLakeTask:
+    """One layout: rows over ``S`` start, ``F`` frozen, ``H`` hole, ``G`` goal."""
+
+    rows: tuple[str, ...]
+    budget: int
+    optimal: int
+
+    @property
+    def size(self) -> int:
+        """Side length of the square grid."""
+        return len(self.rows)
+
+    def find(self, ch: str) -> tuple[int, int]:
+        """Return the (row, col) of the first cell holding ``ch``."""
+        for r, row in enumerate(self.rows):
+            c = row.find(ch)
+            if c >= 0:
+                return r, c
+        raise ValueError(f"Expect a {ch!r} cell in the layout, actually: none")
+
+    def to_json(self) -> dict[str, Any]:
+        """Canonical form for panel hashes."""
+        return asdict(self)
+
+
+def _neighbors(task: FrozenLakeTask, pos: tuple[int, int]):
+    n = task.size
+    for name, (dr, dc) in MOVES.items():
+        r, c = pos[0] + dr, pos[1] + dc
+        if 0 <= r < n and 0 <= c < n and task.rows[r][c] != "H":
+            yield name, (r, c)
+
+
+def shortest_path(task: FrozenLakeTask, start: tuple[int, int]) -> list[str] | None:
+    """Return a shortest hole-free list of moves from ``start`` to the goal, or None."""
+    goal = task.find("G")
+    return bfs_plan(start, lambda p: _neighbors(task, p), lambda p: p == goal)
+
+
+def generate_task(rng: np.random.Generator, split: str) -> FrozenLakeTask:
+    """Draw a layout: size by split, frozen prob in [0.6, 0.85), solvable within the budget."""
+    lo, hi = OOD_SIZES if split == "ood" else ID_SIZES
+    budget = OOD_BUDGET if split == "ood" else ID_BUDGET
+    while True:
+        n = int(rng.integers(lo, hi + 1))
+        p = float(rng.uniform(0.6, 0.85))
+        cells = np.where(rng.random((n, n)) < p, "F", "H")
+        start, goal = rng.choice(n * n, size=2, replace=False)
+        cells[divmod(int(start), n)] = "S"
+        cells[divmod(int(goal), n)] = "G"
+        rows = tuple("".join(row) for row in cells)
+        probe = FrozenLakeTask(rows, budget, 0)
+        plan = shortest_path(probe, probe.find("S"))
+        if plan is not None and len(plan) <= budget:
+            return FrozenLakeTask(rows, budget, len(plan))
+
+
+class FrozenLakeEnv(TextEnv[FrozenLakeTask]):
+    """FrozenLake as text, in the setting of Experiential RL (arXiv 2602.13949).
+
+    ## Description
+    The agent walks on a square grid of frozen cells and holes toward a goal. The rules are
+    hidden: by default the board uses abstract letters and the agent is told only the moves.
+    Moves are deterministic (no slipping). A path from start to goal always exists and its
+    shortest length fits the step budget.
+
+    ## Observation
+    A feedback line, then the board, one row per line. Abstract symbols (default):
+    ``A`` agent, ``B`` goal, ``C`` hole, ``D`` frozen. ``symbols="legend"`` uses ``P G H F``
+    and adds a legend line; ``symbols="remapped"`` uses ``W X Y Z`` (no legend).
+
+    ## Action
+    ``Up``, ``Down``, ``Left``, ``Right`` (case-insensitive, surrounding spaces ignored).
+    Anything else (``UP!``, ``Left;Right``, ``""``) is invalid: the board is unchanged,
+    ``info["action_valid"]`` is False and the step counts toward the budget.
+
+    ## Reward
+    Sparse: 0 on every step; at the end 1 if the agent reached the goal, else 0.
+    Rubric: ``avoid the holes``, ``reach the goal``. ``score_details``: ``optimal_steps``.
+
+    ## Episode end
+    Terminated when the agent reaches the goal or falls into a hole. Truncated when the step
+    budget runs out (8 in distribution, 20 out of distribution).
+
+    ## Splits
+    ``train``: a procedural stream of layouts on 2x2 to 6x6 grids, frozen probability drawn
+    from [0.6, 0.85), start and goal distinct. ``test``: 500 fixed layouts from the same
+    distribution. ``ood``: 500 fixed layouts on 7x7 to 9x9 grids, budget 20.
+
+    ## Arguments
+    ``gym.make("EarlyExp/FrozenLake-v0", symbols="abstract", max_steps=None)``;
+    ``reset(options={"split": "test", "task": 3})`` picks panel task 3.
+
+    ## Version history
+    * v0: initial version.
+    """
+
+    grammar = MOVE_GRAMMAR
+
+    def __init__(
+        self, symbols: str = "abstract", render_mode: str | None = None, max_steps: int | None = None
+    ) -> None:
+        self.symbols = check_symbols(symbols)
+        super().__init__(render_mode=render_mode, max_steps=max_steps)
+        self._board: list[list[str]] = []
+        self._board_task: FrozenLakeTask | None = None
+
+    @property
+    def family(self) -> str:
+        """Task distribution name (symbols do not change the tasks)."""
+        return "FrozenLake-v0"
+
+    def make_task(self, rng: np.random.Generator, split: str) -> FrozenLakeTask:
+        """See :func:`generate_task`."""
+        return generate_task(rng, split)
+
+    def _budget(self, task: FrozenLakeTask) -> int:
+        return task.budget
+
+    def _begin(self, task: FrozenLakeTask) -> str:
+        self.state = (task.find("S"), "playing")
+        return "The game has started."
+
+    def instruction(self) -> str:
+        """The task as told to the agent (rules hidden)."""
+        assert self.task is not None
+        return (
+            f"Move the agent to the goal within {self.max_steps} steps. "
+            "Valid actions: Up, Down, Left, Right."
+        )
+
+    def available_actions(self) -> list[str]:
+        """The four moves."""
+        return list(MOVE_NAMES)
+
+    def _apply(self, action: str) -> Outcome:
+        parsed = self.grammar.parse(action)
+        if isinstance(parsed, ParseError):
+            return Outcome(False, parsed.message)
+        assert self.task is not None
+        (r, c), _ = self.state
+        dr, dc = MOVES[parsed.name]
+        nr, nc = r + dr, c + dc
+        n = self.task.size
+        if not (0 <= nr < n and 0 <= nc < n):
+            return Outcome(True, "The agent did not move.")
+        cell = self.task.rows[nr][nc]
+        if cell == "H":
+            self.state = ((nr, nc), "hole")
+            return Outcome(True, "The agent fell into the hole.", terminated=True)
+        if cell == "G":
+            self.state = ((nr, nc), "goal")
+            return Outcome(True, "The agent reached the goal.", terminated=True)
+        self.state = ((nr, nc), "playing")
+        return Outcome(True, f"The agent moved {parsed.name}.")
+
+    def _observation(self, feedback: str) -> str:
+        if self._board_task is not self.task:  # new episode, or restored from another one
+            assert self.task is not None
+            sym = SYMBOLS[self.symbols]
+            self._board = [[sym[ch] for ch in row] for row in self.task.rows]
+            self._board_task = self.task
+        (r, c), _ = self.state
+        row = self._board[r]
+        saved, row[c] = row[c], SYMBOLS[self.symbols]["agent"]
+        board = "\n".join("".join(line) for line in self._board)
+        row[c] = saved
+        legend = f"\n{LEGEND}" if self.symbols == "legend" else ""
+        return f"{feedback}\n{board}{legend}"
+
+    def _evaluate(self) -> Evaluation:
+        assert self.task is not None
+        _, status = self.state
+        rubric = [
+            {"criterion": "avoid the holes", "met": status != "hole"},
+            {"criterion": "reach the goal", "met": status == "goal"},
+        ]
+        return Evaluation(float(status == "goal"), rubric, {"optimal_steps": self.task.optimal})
+
+    def expert_action(self) -> str:
+        """First move of a shortest hole-free path to the goal (``Up`` when none exists)."""
+        assert self.task is not None
+        plan = shortest_path(self.task, self.state[0])
+        return plan[0] if plan else MOVE_NAMES[0]
+
+    def _get_state(self) -> Any:
+        return self.state  # an immutable tuple
+
+    def _set_state(self, state: Any) -> None:
+        self.state = state

@@ -1,0 +1,293 @@
+"""EarlyExp/Sokoban-v0: push boxes onto goals in a walled room with hidden rules, as text."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from earlyexp.envs.control.grid import MOVE_GRAMMAR, MOVE_NAMES, MOVES, bfs_plan, check_symbols
+from earlyexp.envs.core.actions import ParseError
+from earlyexp.envs.core.base import Evaluation, Outcome, TextEnv
+
+# keys: wall, floor, goal, box, box on goal, agent, agent on goal
+SYMBOLS: dict[str, dict[str, str]] = {
+    "abstract": {"#": "E", ".": "D", "G": "C", "B": "B", "X": "b", "P": "A", "Q": "a"},
+    "legend": {"#": "#", ".": "_", "G": ".", "B": "$", "X": "*", "P": "@", "Q": "+"},
+    "remapped": {"#": "Z", ".": "Y", "G": "X", "B": "W", "X": "w", "P": "V", "Q": "v"},
+}
+LEGEND = "Legend: @ = you, + = you on a goal, $ = box, * = box on a goal, . = goal, _ = floor, # = wall."
+
+ID_SIZES, OOD_SIZES = (6, 8), (7, 10)
+ID_BOXES, OOD_BOXES = 1, 2
+ID_BUDGET, OOD_BUDGET = 8, 20
+
+State = tuple[int, tuple[int, ...]]  # (player cell, sorted box cells); cell = r * n + c
+
+
+@dataclass(frozen=True)
+class SokobanTask:
+    """One puzzle: ``walls`` rows of ``#``/``.``, goal/box cells, the player's cell."""
+
+    walls: tuple[str, ...]
+    goals: tuple[int, ...]
+    boxes: tuple[int, ...]
+    player: int
+    budget: int
+    optimal: int
+
+    @property
+    def size(self) -> int:
+        """Side length of the square room."""
+        return len(self.walls)
+
+    def is_wall(self, cell: int) -> bool:
+        """True when ``cell`` is a wall."""
+        r, c = divmod(cell, self.size)
+        return self.walls[r][c] == "#"
+
+    def to_json(self) -> dict[str, Any]:
+        """Canonical form for panel hashes."""
+        return asdict(self)
+
+
+def move(task: SokobanTask, state: State, name: str) -> tuple[State, str]:
+    """Apply move ``name``; return the new state and what happened (``moved|pushed|wall|blocked``)."""
+    n = task.size
+    dr, dc = MOVES[name]
+    d = dr * n + dc
+    player, boxes = state
+    nxt = player + d
+    if task.is_wall(nxt):
+        return state, "wall"
+    if nxt not in boxes:
+        return (nxt, boxes), "moved"
+    beyond = nxt + d
+    if task.is_wall(beyond) or beyond in boxes:
+        return state, "blocked"
+    moved = tuple(sorted(beyond if b == nxt else b for b in boxes))
+    return (nxt, moved), "pushed"
+
+
+def _successors(task: SokobanTask, state: State):
+    for name in MOVE_NAMES:
+        nxt, what = move(task, state, name)
+        if what in ("moved", "pushed") and not _dead(task, nxt[1]):
+            yield name, nxt
+
+
+def _dead(task: SokobanTask, boxes: tuple[int, ...]) -> bool:
+    """True when some box sits in a corner that is not a goal (it can never move again)."""
+    n = task.size
+    for b in boxes:
+        if b in task.goals:
+            continue
+        vertical = task.is_wall(b - n) or task.is_wall(b + n)
+        horizontal = task.is_wall(b - 1) or task.is_wall(b + 1)
+        if vertical and horizontal:
+            return True
+    return False
+
+
+def solve(task: SokobanTask, state: State, max_depth: int | None = None) -> list[str] | None:
+    """Return a shortest move list that puts every box on a goal, or None."""
+    goals = set(task.goals)
+    return bfs_plan(
+        state, lambda s: _successors(task, s), lambda s: goals.issuperset(s[1]), max_depth
+    )
+
+
+def _room(rng: np.random.Generator, n: int) -> list[list[str]]:
+    grid = [["#"] * n for _ in range(n)]
+    for r in range(1, n - 1):
+        for c in range(1, n - 1):
+            grid[r][c] = "#" if rng.random() < 0.12 else "."
+    return grid
+
+
+def _reverse_play(rng: np.random.Generator, task: SokobanTask, steps: int) -> State:
+    """Walk backwards from the solved state: the player moves and sometimes pulls a box."""
+    n = task.size
+    player, boxes = task.player, tuple(sorted(task.goals))
+    for _ in range(steps):
+        dr, dc = MOVES[MOVE_NAMES[int(rng.integers(4))]]
+        d = dr * n + dc
+        nxt = player + d
+        if task.is_wall(nxt) or nxt in boxes:
+            continue
+        behind = player - d
+        if behind in boxes and rng.random() < 0.8:
+            boxes = tuple(sorted(player if b == behind else b for b in boxes))
+        player = nxt
+    return player, boxes
+
+
+def generate_task(rng: np.random.Generator, split: str) -> SokobanTask:
+    """Draw a room by reverse play from the solved state; keep it if BFS solves it in budget."""
+    ood = split == "ood"
+    lo, hi = OOD_SIZES if ood else ID_SIZES
+    k, budget = (OOD_BOXES, OOD_BUDGET) if ood else (ID_BOXES, ID_BUDGET)
+    while True:
+        n = int(rng.integers(lo, hi + 1))
+        grid = _room(rng, n)
+        floor = [r * n + c for r in range(n) for c in range(n) if grid[r][c] == "."]
+        if len(floor) < k + 4:
+            continue
+        picks = rng.choice(len(floor), size=k + 1, replace=False)
+        goals = tuple(sorted(floor[int(i)] for i in picks[:k]))
+        walls = tuple("".join(row) for row in grid)
+        solved = SokobanTask(walls, goals, goals, floor[int(picks[k])], budget, 0)
+        player, boxes = _reverse_play(rng, solved, int(rng.integers(4, 4 * budget)))
+        if set(boxes) == set(goals):
+            continue
+        probe = SokobanTask(walls, goals, boxes, player, budget, 0)
+        plan = solve(probe, (player, boxes), max_depth=budget)
+        if plan:
+            return SokobanTask(walls, goals, boxes, player, budget, len(plan))
+
+
+class SokobanEnv(TextEnv[SokobanTask]):
+    """Sokoban as text, in the setting of Experiential RL (arXiv 2602.13949).
+
+    ## Description
+    A walled square room with floor, boxes and goal cells. The agent pushes boxes (never
+    pulls) by walking into them; a box moves when the cell beyond it is free. Rules are hidden:
+    abstract letters by default, and the agent is told only the moves. Every puzzle is
+    verified by breadth-first search over (player, boxes) states to be solvable within the
+    step budget.
+
+    ## Observation
+    A feedback line, then the board, one row per line. Abstract symbols (default): ``A``
+    agent, ``a`` agent on a goal, ``B`` box, ``b`` box on a goal, ``C`` goal, ``D`` floor,
+    ``E`` wall. ``symbols="legend"`` uses Sokoban's ``@ + $ * . _ #`` with a legend line;
+    ``symbols="remapped"`` uses ``V v W w X Y Z``.
+
+    ## Action
+    ``Up``, ``Down``, ``Left``, ``Right`` (case-insensitive). Anything else is invalid: the
+    board is unchanged, ``info["action_valid"]`` is False, and the step counts.
+
+    ## Reward
+    Sparse: 0 on every step; at the end 1 if every box is on a goal, else 0. Rubric: one item
+    per goal (``a box on the goal at row r, column c``). ``score_details``: ``boxes_on_goals``,
+    ``optimal_steps``.
+
+    ## Episode end
+    Terminated when every box is on a goal. Truncated when the budget runs out (8 in
+    distribution, 20 out of distribution). A deadlocked board is not ended early.
+
+    ## Splits
+    ``train``: procedural rooms 6x6 to 8x8 (border walls, ~12% inner walls), one box, solvable
+    in at most 8 moves. ``test``: 500 fixed rooms from the same distribution. ``ood``: 500
+    fixed rooms 7x7 to 10x10 with two boxes, solvable in at most 20 moves, budget 20.
+
+    ## Arguments
+    ``gym.make("EarlyExp/Sokoban-v0", symbols="abstract", max_steps=None)``.
+
+    ## Version history
+    * v0: initial version.
+    """
+
+    grammar = MOVE_GRAMMAR
+
+    def __init__(
+        self, symbols: str = "abstract", render_mode: str | None = None, max_steps: int | None = None
+    ) -> None:
+        self.symbols = check_symbols(symbols)
+        super().__init__(render_mode=render_mode, max_steps=max_steps)
+        self._plan: dict[State, str] = {}
+
+    @property
+    def family(self) -> str:
+        """Task distribution name (symbols do not change the tasks)."""
+        return "Sokoban-v0"
+
+    def make_task(self, rng: np.random.Generator, split: str) -> SokobanTask:
+        """See :func:`generate_task`."""
+        return generate_task(rng, split)
+
+    def _budget(self, task: SokobanTask) -> int:
+        return task.budget
+
+    def _begin(self, task: SokobanTask) -> str:
+        self.state = (task.player, task.boxes)
+        self._plan = {}
+        return "The game has started."
+
+    def instruction(self) -> str:
+        """The task as told to the agent (rules hidden)."""
+        return (
+            f"Solve the puzzle within {self.max_steps} steps. "
+            "Valid actions: Up, Down, Left, Right."
+        )
+
+    def available_actions(self) -> list[str]:
+        """The four moves."""
+        return list(MOVE_NAMES)
+
+    def _apply(self, action: str) -> Outcome:
+        parsed = self.grammar.parse(action)
+        if isinstance(parsed, ParseError):
+            return Outcome(False, parsed.message)
+        assert self.task is not None
+        self.state, what = move(self.task, self.state, parsed.name)
+        if what == "wall":
+            return Outcome(True, "The agent did not move.")
+        if what == "blocked":
+            return Outcome(True, "The box did not move.")
+        if set(self.state[1]) == set(self.task.goals):
+            return Outcome(True, "The agent pushed the last box onto a goal.", terminated=True)
+        verb = "pushed a box" if what == "pushed" else "moved"
+        return Outcome(True, f"The agent {verb} {parsed.name}.")
+
+    def _observation(self, feedback: str) -> str:
+        assert self.task is not None
+        sym = SYMBOLS[self.symbols]
+        n, (player, boxes), goals = self.task.size, self.state, self.task.goals
+        chars = []
+        for cell in range(n * n):
+            if cell == player:
+                key = "Q" if cell in goals else "P"
+            elif cell in boxes:
+                key = "X" if cell in goals else "B"
+            elif cell in goals:
+                key = "G"
+            else:
+                key = "#" if self.task.is_wall(cell) else "."
+            chars.append(sym[key])
+        board = "\n".join("".join(chars[r * n : (r + 1) * n]) for r in range(n))
+        legend = f"\n{LEGEND}" if self.symbols == "legend" else ""
+        return f"{feedback}\n{board}{legend}"
+
+    def _evaluate(self) -> Evaluation:
+        assert self.task is not None
+        n, boxes = self.task.size, set(self.state[1])
+        rubric = [
+            {"criterion": f"a box on the goal at row {g // n}, column {g % n}", "met": g in boxes}
+            for g in self.task.goals
+        ]
+        on = sum(item["met"] for item in rubric)
+        details = {"boxes_on_goals": on, "optimal_steps": self.task.optimal}
+        return Evaluation(float(on == len(rubric)), rubric, details)
+
+    def expert_action(self) -> str:
+        """Next move of a shortest solution from the current state (replans when off-plan)."""
+        assert self.task is not None
+        if self.state not in self._plan:
+            self._plan = self._make_plan()
+        return self._plan.get(self.state, MOVE_NAMES[0])
+
+    def _make_plan(self) -> dict[State, str]:
+        """Map each state on a shortest solution from here to its next move."""
+        assert self.task is not None
+        plan, state = {}, self.state
+        for name in solve(self.task, self.state) or []:
+            plan[state] = name
+            state, _ = move(self.task, state, name)
+        return plan
+
+    def _get_state(self) -> Any:
+        return self.state  # an immutable tuple
+
+    def _set_state(self, state: Any) -> None:
+        self.state = state

@@ -1,0 +1,26 @@
+"""The env contract shared by every earlyexp environment (shared/DESIGN.md section 2)."""
+
+from earlyexp.envs.core.actions import ActionGrammar, ActionSpec, ParsedAction, ParseError
+from earlyexp.envs.core.base import Evaluation, Outcome, Snapshot, TextEnv
+from earlyexp.envs.core.panels import panel_hash, task_rng, task_seed
+from earlyexp.envs.core.spaces import AnyText
+from earlyexp.envs.core.types import INFO_KEYS, SPLITS, RubricItem, StepInfo
+
+__all__ = [
+    "INFO_KEYS",
+    "SPLITS",
+    "ActionGrammar",
+    "ActionSpec",
+    "AnyText",
+    "Evaluation",
+    "Outcome",
+    "ParseError",
+    "ParsedAction",
+    "RubricItem",
+    "Snapshot",
+    "StepInfo",
+    "TextEnv",
+    "panel_hash",
+    "task_rng",
+    "task_seed",
+]

@@ -1,0 +1,67 @@
+"""The table of earlyexp env ids: one row per registered variant (STYLE.md rule 3)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from gymnasium.envs.registration import register, registry
+
+
+@dataclass(frozen=True)
+class EnvEntry:
+    """One registered id.
+
+    Attributes:
+        id: the Gymnasium id, ``EarlyExp/Name-vN``.
+        entry_point: ``module:Class``.
+        kwargs: default constructor arguments of this variant.
+        summary: one line for ``earlyexp envs`` and the README table.
+        ood: how the ood panel differs from train/test.
+        tags: capabilities, e.g. ``control`` (has a numeric view), ``browser`` (needs Chromium).
+    """
+
+    id: str
+    entry_point: str
+    summary: str
+    ood: str
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    tags: tuple[str, ...] = ()
+
+
+ENTRIES: list[EnvEntry] = [
+    EnvEntry(
+        "EarlyExp/FrozenLake-v0",
+        "earlyexp.envs.control.frozenlake:FrozenLakeEnv",
+        "reach the goal on a grid, rules hidden, abstract symbols, 8 steps",
+        "7x7 to 9x9 grids, budget 20",
+        tags=("control",),
+    ),
+    EnvEntry(
+        "EarlyExp/Sokoban-v0",
+        "earlyexp.envs.control.sokoban:SokobanEnv",
+        "push one box onto its goal in a 6x6 to 8x8 room, rules hidden, 8 steps",
+        "two boxes, rooms up to 10x10, budget 20",
+        tags=("control",),
+    ),
+]
+
+
+def register_all() -> None:
+    """Register every entry with Gymnasium (idempotent)."""
+    for e in ENTRIES:
+        if e.id not in registry:
+            register(id=e.id, entry_point=e.entry_point, kwargs=dict(e.kwargs))
+
+
+def env_ids(tag: str | None = None) -> list[str]:
+    """Return the registered ids, optionally only those carrying ``tag``."""
+    return [e.id for e in ENTRIES if tag is None or tag in e.tags]
+
+
+def entry(env_id: str) -> EnvEntry:
+    """Return the registry row of ``env_id``."""
+    for e in ENTRIES:
+        if e.id == env_id:
+            return e
+    raise ValueError(f"Expect one of {env_ids()}, actually: {env_id!r}")
