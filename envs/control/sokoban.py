@@ -17,7 +17,9 @@ SYMBOLS: dict[str, dict[str, str]] = {
     "legend": {"#": "#", ".": "_", "G": ".", "B": "$", "X": "*", "P": "@", "Q": "+"},
     "remapped": {"#": "Z", ".": "Y", "G": "X", "B": "W", "X": "w", "P": "V", "Q": "v"},
 }
-LEGEND = "Legend: @ = you, + = you on a goal, $ = box, * = box on a goal, . = goal, _ = floor, # = wall."
+LEGEND = (
+    "Legend: @ = you, + = you on a goal, $ = box, * = box on a goal, . = goal, _ = floor, # = wall."
+)
 
 ID_SIZES, OOD_SIZES = (6, 8), (7, 10)
 ID_BOXES, OOD_BOXES = 1, 2
@@ -191,7 +193,10 @@ class SokobanEnv(TextEnv[SokobanTask]):
     grammar = MOVE_GRAMMAR
 
     def __init__(
-        self, symbols: str = "abstract", render_mode: str | None = None, max_steps: int | None = None
+        self,
+        symbols: str = "abstract",
+        render_mode: str | None = None,
+        max_steps: int | None = None,
     ) -> None:
         self.symbols = check_symbols(symbols)
         super().__init__(render_mode=render_mode, max_steps=max_steps)
@@ -217,8 +222,7 @@ class SokobanEnv(TextEnv[SokobanTask]):
     def instruction(self) -> str:
         """The task as told to the agent (rules hidden)."""
         return (
-            f"Solve the puzzle within {self.max_steps} steps. "
-            "Valid actions: Up, Down, Left, Right."
+            f"Solve the puzzle within {self.max_steps} steps. Valid actions: Up, Down, Left, Right."
         )
 
     def available_actions(self) -> list[str]:
@@ -285,6 +289,22 @@ class SokobanEnv(TextEnv[SokobanTask]):
             plan[state] = name
             state, _ = move(self.task, state, name)
         return plan
+
+    def grid_channels(self) -> np.ndarray:
+        """One-hot planes (agent, box, goal, wall, floor) of shape (5, n, n), for numeric views."""
+        assert self.task is not None
+        n = self.task.size
+        planes = np.zeros((5, n, n), dtype=np.float32)
+        for r, row in enumerate(self.task.walls):
+            for c, ch in enumerate(row):
+                planes[3 if ch == "#" else 4, r, c] = 1.0
+        player, boxes = self.state
+        planes[0].flat[player] = 1.0
+        for b in boxes:
+            planes[1].flat[b] = 1.0
+        for g in self.task.goals:
+            planes[2].flat[g] = 1.0
+        return planes
 
     def _get_state(self) -> Any:
         return self.state  # an immutable tuple

@@ -1,0 +1,1 @@
+"""earlyexp agents: policies, rollouts and methods that learn from experience."""
