@@ -49,7 +49,9 @@ class MethodFn(Protocol):
         device: str,
         model: str,
         **kwargs: Any,
-    ) -> list[EpisodeRecord]: ...
+    ) -> list[EpisodeRecord]:
+        """Run the cell; return the test and ood episode records."""
+        ...
 
 
 @dataclass(frozen=True)

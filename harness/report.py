@@ -107,13 +107,13 @@ def plot_success(rows: list[dict[str, Any]], path: Path) -> bool:
         return False
     envs = sorted({r["env"] for r in rows})
     fig, axes = plt.subplots(1, len(envs), figsize=(4.2 * len(envs), 3.6), squeeze=False)
-    for ax, env in zip(axes[0], envs):
+    for ax, env in zip(axes[0], envs, strict=False):
         sub = [r for r in rows if r["env"] == env and r["id"] and r["ood"]]
         xs = range(len(sub))
         for off, key, label in ((-0.2, "id", "ID"), (0.2, "ood", "OOD")):
             vals = [100 * r[key]["success"] for r in sub]
-            err = [[max(0.0, v - 100 * r[key]["ci_low"]) for v, r in zip(vals, sub)],
-                   [max(0.0, 100 * r[key]["ci_high"] - v) for v, r in zip(vals, sub)]]  # fmt: skip
+            err = [[max(0.0, v - 100 * r[key]["ci_low"]) for v, r in zip(vals, sub, strict=False)],
+                   [max(0.0, 100 * r[key]["ci_high"] - v) for v, r in zip(vals, sub, strict=False)]]  # fmt: skip
             ax.bar([x + off for x in xs], vals, 0.4, yerr=err, capsize=3, label=label)
         ax.set_xticks(list(xs), [r["method"] for r in sub], rotation=30)
         ax.set_title(env.removeprefix("EarlyExp/"))
