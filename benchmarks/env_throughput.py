@@ -56,7 +56,9 @@ def main() -> None:
     yard = gym.make("FrozenLake-v1", is_slippery=False)
     for policy in ("random",):
         rate, loop, n = measure(yard, policy, args.seconds)
-        print(f"{'gymnasium FrozenLake-v1 (yardstick)':34s} {policy:7s} {rate:12,.0f} {loop:13,.0f} {n:8d}")
+        print(
+            f"{'gymnasium FrozenLake-v1 (yardstick)':34s} {policy:7s} {rate:12,.0f} {loop:13,.0f} {n:8d}"
+        )
     yard.close()
     for env_id in ids:
         env = gym.make(env_id)

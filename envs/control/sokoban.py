@@ -131,7 +131,9 @@ def _reverse_play(rng: np.random.Generator, task: SokobanTask, steps: int) -> St
     n = task.size
     deltas = [dr * n + dc for dr, dc in MOVES.values()]
     player, boxes = task.player, tuple(sorted(task.goals))
-    for k, pull in zip(rng.integers(4, size=steps).tolist(), (rng.random(steps) < 0.8).tolist(), strict=True):
+    for k, pull in zip(
+        rng.integers(4, size=steps).tolist(), (rng.random(steps) < 0.8).tolist(), strict=True
+    ):
         d = deltas[k]
         nxt = player + d
         if nxt in task.wall_cells or nxt in boxes:
