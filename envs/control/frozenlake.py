@@ -10,6 +10,7 @@ import numpy as np
 from earlyexp.envs.control.grid import MOVE_GRAMMAR, MOVE_NAMES, MOVES, bfs_plan, check_symbols
 from earlyexp.envs.core.actions import ParseError
 from earlyexp.envs.core.base import Evaluation, Outcome, TextEnv
+from earlyexp.envs.core.types import RubricItem
 
 SYMBOLS: dict[str, dict[str, str]] = {
     "abstract": {"agent": "A", "G": "B", "H": "C", "F": "D", "S": "D"},
@@ -200,7 +201,7 @@ class FrozenLakeEnv(TextEnv[FrozenLakeTask]):
     def _evaluate(self) -> Evaluation:
         assert self.task is not None
         _, status = self.state
-        rubric = [
+        rubric: list[RubricItem] = [
             {"criterion": "avoid the holes", "met": status != "hole"},
             {"criterion": "reach the goal", "met": status == "goal"},
         ]

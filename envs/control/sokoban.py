@@ -11,6 +11,7 @@ import numpy as np
 from earlyexp.envs.control.grid import MOVE_GRAMMAR, MOVE_NAMES, MOVES, bfs_plan, check_symbols
 from earlyexp.envs.core.actions import ParseError
 from earlyexp.envs.core.base import Evaluation, Outcome, TextEnv
+from earlyexp.envs.core.types import RubricItem
 
 # keys: wall, floor, goal, box, box on goal, agent, agent on goal
 SYMBOLS: dict[str, dict[str, str]] = {
@@ -304,7 +305,7 @@ class SokobanEnv(TextEnv[SokobanTask]):
     def _evaluate(self) -> Evaluation:
         assert self.task is not None
         n, boxes = self.task.size, set(self.state[1])
-        rubric = [
+        rubric: list[RubricItem] = [
             {"criterion": f"a box on the goal at row {g // n}, column {g % n}", "met": g in boxes}
             for g in self.task.goals
         ]
