@@ -51,6 +51,13 @@ ENTRIES: list[EnvEntry] = [
         "3-4 hop chains, comparisons, relation compositions held out of training",
         tags=("tools",),
     ),
+    EnvEntry(
+        "EarlyExp/ToolCall-v0",
+        "earlyexp.envs.toolcall.env:ToolCallEnv",
+        "multi-turn function calling (Python-syntax calls) against file system, bank, travel APIs",
+        "BFCL categories: long context, missing function, missing parameter",
+        tags=("tools",),
+    ),
 ]
 
 
