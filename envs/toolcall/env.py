@@ -87,7 +87,7 @@ class ToolCallEnv(TextEnv[ToolTask]):
     ## Splits
     ``train``: a procedural stream over 15 templates (5 per domain). ``test``: 500 fixed tasks
     from the same distribution. ``ood``: 500 fixed tasks, one third each of BFCL's categories:
-    long context (an archive of ~500 look-alike files, 250-400 transactions, 60-120 flights
+    long context (an archive of ~500 look-alike files, 250-400 transactions, 80-150 flights
     on one route: large tool outputs full of distractors), missing function (the function
     the request needs is absent from the table; the right move is to say so and change
     nothing) and missing parameter (the request omits the amount / date / time / content;

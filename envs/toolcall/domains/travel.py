@@ -42,7 +42,11 @@ def search_flights(st: State, origin: str, destination: str, date: str) -> str:
     )
     if not rows:
         return f"No flights from {origin[:30]} to {destination[:30]} on {day}."
-    return "\n".join(f"{fid} {f[5]} {f[3]}-{f[4]} {money(f[6])}" for _, fid, f in rows)
+    return "\n".join(
+        f"{fid} {f[5]} departs {f[3]} arrives {f[4]}, {f[7]} stop(s), {f[8]} seats left, "
+        f"{money(f[6])}"
+        for _, fid, f in rows
+    )
 
 
 def book_flight(st: State, flight_id: str, passenger: str) -> str:
@@ -186,13 +190,9 @@ def _add_flight(
     fid = f"{airline[:2].upper()}{100 + len(st['flights'])}"
     dep = int(rng.integers(6 * 12, 21 * 12)) * 5
     arr = min(dep + int(rng.integers(9, 60)) * 5, 23 * 60 + 55)
-    st["flights"][fid] = [
-        *route,
-        _hhmm(dep),
-        _hhmm(arr),
-        airline,
-        int(rng.integers(40, 600)) * 100 + 99,
-    ]
+    price = int(rng.integers(40, 600)) * 100 + 99
+    stops, seats = int(rng.integers(0, 3)), int(rng.integers(1, 180))
+    st["flights"][fid] = [*route, _hhmm(dep), _hhmm(arr), airline, price, stops, seats]
     return fid
 
 
@@ -223,7 +223,7 @@ def cheapest(rng: np.random.Generator, variant: str) -> Draft:
     st = _travel(
         rng,
         route,
-        int(rng.integers(60, 120)) if variant == "long_context" else int(rng.integers(3, 7)),
+        int(rng.integers(80, 150)) if variant == "long_context" else int(rng.integers(3, 7)),
     )
     offers = sorted((f[6], fid) for fid, f in st["flights"].items() if f[:3] == list(route))
     if len(offers) > 1 and offers[0][0] == offers[1][0]:
