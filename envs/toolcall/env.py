@@ -14,6 +14,7 @@ from earlyexp.envs.toolcall.tasks import (
     DOMAINS,
     ToolTask,
     bind_all,
+    clone,
     generate_task,
     mentions,
     refuses,
@@ -221,6 +222,12 @@ class ToolCallEnv(TextEnv[ToolTask]):
             if step.startswith("respond(") or step not in done:
                 return step
         return self.task.turns[t].plan[-1]
+
+    def _get_state(self) -> Any:
+        return clone(self.state)
+
+    def _set_state(self, state: Any) -> None:
+        self.state = clone(state)
 
     def state_fingerprint(self) -> Any:
         """The whole episode state (simulator, turn, replies, calls)."""

@@ -8,7 +8,6 @@ call is invalid, so every task is solvable by construction.
 
 from __future__ import annotations
 
-import copy
 import re
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -85,12 +84,21 @@ def bind_all(table: ToolTable, text: str) -> list[BoundCall]:
     return bound
 
 
+def clone(value: Any) -> Any:
+    """Copy JSON-like data (dicts, lists, scalars): several times faster than deepcopy."""
+    if isinstance(value, dict):
+        return {k: clone(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [clone(v) for v in value]
+    return value
+
+
 def run_calls(state: dict[str, Any], bound: list[BoundCall]) -> tuple[dict[str, Any], list[str]]:
     """Run calls on a copy of ``state``; return (new state, outputs) or raise ToolError.
 
     The caller keeps ``state`` when a call fails: an action is applied whole or not at all.
     """
-    work = copy.deepcopy(state)
+    work = clone(state)
     outputs = []
     for i, b in enumerate(bound, 1):
         try:
@@ -121,7 +129,7 @@ def refuses(message: str) -> bool:
 
 def _finalize(domain: Domain, template: str, category: str, draft) -> ToolTask:
     table = table_for(domain, draft.hidden)
-    state, turns = copy.deepcopy(draft.state), []
+    state, turns = clone(draft.state), []
     for turn in draft.turns:
         plan = []
         for step in turn.plan:
