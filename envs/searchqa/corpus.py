@@ -1,13 +1,16 @@
 """The encyclopedia plus its BM25 index, cached per process and on disk.
 
-The world is regenerated from its seed (about 0.3 s for 3,000 articles); the tantivy index is
-written once to ``$EARLYEXP_CACHE/searchqa/<key>/`` (default ``~/.cache/earlyexp``) by
-building into a private temporary folder and renaming it into place, so parallel processes
-never see a half-written index, and reopened by every later process.
+The world is regenerated from its seed (about 0.3 s for 3,000 articles); the tantivy index
+is written once to ``$EARLYEXP_CACHE/searchqa/<version>-s<seed>-n<articles>-<digest>/``
+(default ``~/.cache/earlyexp``; the digest covers the passages' text) by building into a
+private temporary folder and renaming it into place, so parallel processes
+never see a half-written index, and reopened by every later process. Where the cache
+cannot be written, the index is built in memory.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import tempfile
@@ -48,6 +51,14 @@ def _docs(world: World):
         yield p.id, {"text": f"{p.title}. {p.text}"}
 
 
+def corpus_digest(world: World) -> str:
+    """First 12 hex digits of the SHA-256 of every passage (a changed template changes it)."""
+    h = hashlib.sha256()
+    for p in world.passages:
+        h.update(f"{p.id}\t{p.title}\t{p.text}\n".encode())
+    return h.hexdigest()[:12]
+
+
 def _open_or_build(world: World, folder: Path) -> BM25Index:
     try:
         return BM25Index.open(folder)
@@ -71,10 +82,14 @@ def get_corpus(seed: int, n_articles: int, cache: bool = True) -> Corpus:
     key = (seed, n_articles)
     if key not in _CACHE:
         world = generate_world(seed, n_articles)
+        index = None
         if cache:
-            folder = cache_root() / "searchqa" / f"{FORMAT}-s{seed}-n{n_articles}"
-            index = _open_or_build(world, folder)
-        else:
+            name = f"{FORMAT}-s{seed}-n{n_articles}-{corpus_digest(world)}"
+            try:
+                index = _open_or_build(world, cache_root() / "searchqa" / name)
+            except OSError:  # read-only home or full disk: fall back to memory
+                index = None
+        if index is None:
             index = BM25Index.build(_docs(world))
         if index.num_docs != len(world.passages):
             raise RuntimeError(

@@ -141,6 +141,10 @@ class ToolCallEnv(TextEnv[ToolTask]):
             f"Functions:\n{self.table.describe()}\nUser: {self.task.turns[0].user}"
         )
 
+    def action_help(self) -> str:
+        """The episode's function docs (from the validating table), or the action form."""
+        return self.table.describe() if self.task is not None else self.grammar.describe()
+
     def available_actions(self) -> list[str]:
         """One call template per available function."""
         return self.table.templates()

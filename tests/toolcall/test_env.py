@@ -104,3 +104,10 @@ def test_available_actions_are_call_templates(env):
     acts = env.available_actions()
     assert 'respond(message="<message>")' in acts
     assert all(a.endswith(")") for a in acts)
+
+
+def test_action_help_is_the_episode_function_table(env):
+    find(env, "ood", category="missing_function", template="cancel")
+    text = env.action_help()
+    assert "search_flights(origin: str, destination: str, date: str)" in text
+    assert "cancel_booking" not in text and "respond(message: str)" in text
