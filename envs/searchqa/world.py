@@ -207,7 +207,7 @@ def generate_world(seed: int, n_articles: int) -> World:
     voc = _Vocab(rng)
     ents = _entities(voc, n_articles)
     _link(ents, rng, voc)
-    passages = []
+    passages: list[Passage] = []
     for entity_id, title, sentences in render_articles(ents, voc.templates, voc.v["fillers"], rng):
         for start in range(0, len(sentences), SENTENCES_PER_PASSAGE):
             chunk = sentences[start : start + SENTENCES_PER_PASSAGE]

@@ -115,7 +115,8 @@ def _literal(node: ast.AST) -> Any:
     if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
         inner = node.operand
         if isinstance(inner, ast.Constant) and type(inner.value) in (int, float):
-            return -inner.value if isinstance(node.op, ast.USub) else inner.value
+            number: int | float = inner.value  # type: ignore[assignment]
+            return -number if isinstance(node.op, ast.USub) else number
     if isinstance(node, (ast.List, ast.Tuple)):
         return [_literal(e) for e in node.elts]
     if isinstance(node, ast.Dict):

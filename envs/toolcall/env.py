@@ -10,6 +10,7 @@ from earlyexp.envs.core.actions import ActionGrammar, ActionSpec
 from earlyexp.envs.core.base import Evaluation, Outcome, TextEnv
 from earlyexp.envs.core.types import RubricItem
 from earlyexp.envs.toolcall.calls import CallError, ToolError, ToolTable
+from earlyexp.envs.toolcall.domain import Turn
 from earlyexp.envs.toolcall.tasks import (
     DOMAINS,
     ToolTask,
@@ -102,6 +103,11 @@ class ToolCallEnv(TextEnv[ToolTask]):
     """
 
     grammar = GRAMMAR
+
+    def __init__(self, render_mode: str | None = None, max_steps: int | None = None) -> None:
+        super().__init__(render_mode=render_mode, max_steps=max_steps)
+        self._table: ToolTable | None = None
+        self._table_key: tuple[str, tuple[str, ...]] | None = None
 
     @property
     def family(self) -> str:
@@ -198,7 +204,7 @@ class ToolCallEnv(TextEnv[ToolTask]):
         }  # fmt: skip
         return Evaluation(met / len(rubric), rubric, details, success=met == len(rubric))
 
-    def _turn_items(self, t: int, turn: Any) -> list[RubricItem]:
+    def _turn_items(self, t: int, turn: Turn) -> list[RubricItem]:
         replies = [m for i, m in self.state["replies"] if i == t]
         items: list[RubricItem] = [
             {

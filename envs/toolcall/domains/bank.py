@@ -263,8 +263,8 @@ def pay(rng: np.random.Generator, variant: str) -> Draft:
     amount = _dollars(rng, 10, min(st["accounts"]["checking"] // 100, 300))
     user = f"Pay my {payee} bill of ${amount:,.2f} from checking."
     if variant == "missing_function":
-        plan = (respond(REFUSAL.format(what="pay bills")),)
-        return Draft(st, [Turn(user, plan, refuse=True)], hidden=("pay_bill",))
+        refusal = (respond(REFUSAL.format(what="pay bills")),)
+        return Draft(st, [Turn(user, refusal, refuse=True)], hidden=("pay_bill",))
     plan = (
         call_str("pay_bill", payee=payee, amount=amount, account="checking"),
         respond(f"Paid ${amount:,.2f} to {payee}."),

@@ -237,8 +237,8 @@ def organize(rng: np.random.Generator, variant: str) -> Draft:
     )
     user = f"Create a folder {folder} and move {src} into it."
     if variant == "missing_function":
-        plan = (respond(REFUSAL.format(what="move files")),)
-        return Draft(st, [Turn(user, plan, refuse=True)], hidden=("mv", "cp", "write_file"))
+        refusal = (respond(REFUSAL.format(what="move files")),)
+        return Draft(st, [Turn(user, refusal, refuse=True)], hidden=("mv", "cp", "write_file"))
     plan = (
         call_str("mkdir", path=folder),
         call_str("mv", source=src, destination=folder),

@@ -265,8 +265,8 @@ def cancel(rng: np.random.Generator, variant: str) -> Draft:
     d, day = trip_of[bid]
     user = f"Cancel my booking for the flight to {d} on {day}."
     if variant == "missing_function":
-        plan = (respond(REFUSAL.format(what="cancel bookings")),)
-        return Draft(st, [Turn(user, plan, refuse=True)], hidden=("cancel_booking",))
+        refusal = (respond(REFUSAL.format(what="cancel bookings")),)
+        return Draft(st, [Turn(user, refusal, refuse=True)], hidden=("cancel_booking",))
     plan = (
         call_str("list_bookings"),
         call_str("cancel_booking", booking_id=bid),
