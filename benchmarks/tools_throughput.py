@@ -5,6 +5,7 @@ a freshly built 100k-article encyclopedia. Run:
 
     .venv/bin/python benchmarks/tools_throughput.py            # everything
     .venv/bin/python benchmarks/tools_throughput.py --articles 20000 --episodes 100
+    .venv/bin/python benchmarks/tools_throughput.py --part latency
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ class Args:
     """search queries timed on the large encyclopedia"""
     seed: int = 0
     """seed of the random policy"""
+    part: str = "all"
+    """what to run: all, envs (steps/s table) or latency (100k-article search)"""
 
 
 def parse() -> Args:
@@ -125,8 +128,12 @@ def latency(a: Args) -> None:
 
 def main() -> None:
     a = parse()
-    envs_table(a)
-    latency(a)
+    if a.part not in ("all", "envs", "latency"):
+        raise ValueError(f"Expect --part in all, envs, latency, actually: {a.part!r}")
+    if a.part in ("all", "envs"):
+        envs_table(a)
+    if a.part in ("all", "latency"):
+        latency(a)
 
 
 if __name__ == "__main__":
