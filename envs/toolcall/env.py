@@ -126,11 +126,9 @@ class ToolCallEnv(TextEnv[ToolTask]):
         """This episode's function table."""
         assert self.task is not None
         key = (self.task.domain, self.task.hidden)
-        if getattr(self, "_table_key", None) != key:
-            self._table, self._table_key = (
-                table_for(DOMAINS[self.task.domain], self.task.hidden),
-                key,
-            )
+        if self._table is None or self._table_key != key:
+            self._table = table_for(DOMAINS[self.task.domain], self.task.hidden)
+            self._table_key = key
         return self._table
 
     def _begin(self, task: ToolTask) -> str:

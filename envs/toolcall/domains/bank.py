@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -27,6 +28,10 @@ def _account(st: State, name: str) -> str:
 
 
 def _cents(amount: float) -> int:
+    if not math.isfinite(amount) or abs(amount) * 100 >= MAX_CENTS:
+        raise ToolError(
+            f"Invalid amount {amount!r}: expected a positive amount, at most 2 decimals."
+        )
     cents = round(amount * 100)
     if not 0 < cents < MAX_CENTS or abs(cents - amount * 100) > 1e-6:
         raise ToolError(
