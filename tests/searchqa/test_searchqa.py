@@ -181,3 +181,35 @@ def test_unwritable_cache_falls_back_to_memory(tmp_path, monkeypatch):
     monkeypatch.setenv("EARLYEXP_CACHE", str(blocker))
     corpus = get_corpus(11, 200)
     assert corpus.index.num_docs == len(corpus.world.passages) and corpus.search("born", 3)
+
+
+def test_any_query_text_searches_without_error(env):
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    pool = list("abcxyz019 ") + [
+        "中",
+        "é",
+        "ß",
+        "🙂",
+        "AND",
+        "OR",
+        "NOT",
+        ":",
+        '"',
+        "*",
+        "~",
+        "^",
+        "(",
+        ")",
+        "-",
+        "+",
+        "\\",
+    ]
+    env.reset(options={"split": "test", "task": 4})
+    snap = env.snapshot()
+    for _ in range(300):
+        query = "".join(rng.choice(pool, size=int(rng.integers(1, 30))))
+        obs, reward, term, trunc, info = env.step(f"search[{query}]")
+        assert not term and isinstance(obs, str)
+        env.restore(snap)
