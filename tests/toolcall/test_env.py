@@ -30,14 +30,15 @@ def run_expert(env):
 
 
 def test_panels_cover_domains_and_bfcl_categories(env):
-    test = Counter((t.domain, t.category) for t in env.panel("test"))
+    test_panel, ood_panel = env.panel("test"), env.panel("ood")
+    test = Counter((t.domain, t.category) for t in test_panel)
     assert {d for d, _ in test} == {"filesystem", "bank", "travel"} and {c for _, c in test} == {
         "base"
     }
-    ood = Counter(t.category for t in env.panel("ood"))
+    ood = Counter(t.category for t in ood_panel)
     assert set(ood) == {"long_context", "missing_function", "missing_parameter"}
     assert min(ood.values()) > 120
-    assert any(len(t.turns) == 2 for t in env.panel("test"))
+    assert any(len(t.turns) == 2 for t in test_panel)
 
 
 def test_second_user_turn_after_the_first_goal(env):
