@@ -79,7 +79,10 @@ class ToolCallEnv(TextEnv[ToolTask]):
     a booking, an event: it must end with the expected value), "no other changes", one per
     required answer (a ``respond`` message of that turn must contain it), and in OOD tasks
     the right move: asking for the missing parameter before any state-changing call, or
-    saying the request cannot be done. ``score_details``: ``domain``, ``template``,
+    saying the request cannot be done. Answers match on word/number tokens (``$1,234.50``
+    matches ``1234.50``, not ``11234.50``); a question matches when the reply names the
+    missing thing ("how much" / "amount", "date" / "when", ...); a refusal when it says
+    "cannot", "unable", "not available" or the like. ``score_details``: ``domain``, ``template``,
     ``category``, ``turn``, ``replies``.
 
     ## Episode end
@@ -89,7 +92,7 @@ class ToolCallEnv(TextEnv[ToolTask]):
     ## Splits
     ``train``: a procedural stream over 15 templates (5 per domain). ``test``: 500 fixed tasks
     from the same distribution. ``ood``: 500 fixed tasks, one third each of BFCL's categories:
-    long context (an archive of ~500 look-alike files, 250-400 transactions, 80-150 flights
+    long context (an archive of 560 look-alike files, 250-400 transactions, 80-150 flights
     on one route: large tool outputs full of distractors), missing function (the function
     the request needs is absent from the table; the right move is to say so and change
     nothing) and missing parameter (the request omits the amount / date / time / content;
