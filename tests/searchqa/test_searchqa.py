@@ -213,3 +213,18 @@ def test_any_query_text_searches_without_error(env):
         obs, reward, term, trunc, info = env.step(f"search[{query}]")
         assert not term and isinstance(obs, str)
         env.restore(snap)
+
+
+@pytest.mark.slow
+def test_a_larger_world_keeps_the_expert_perfect():
+    e = gym.make("EarlyExp/SearchQA-v0", n_articles=20_000, cache=False)
+    raw = e.unwrapped
+    for split in ("test", "ood"):
+        for i in range(0, 500, 10):
+            e.reset(options={"split": split, "task": i})
+            while True:
+                obs, reward, term, trunc, info = e.step(raw.expert_action())
+                if term or trunc:
+                    break
+            assert info["success"], (split, i, raw.task.question)
+    e.close()
