@@ -44,6 +44,15 @@ ENTRIES: list[EnvEntry] = [
         "two boxes, rooms up to 10x10, budget 20",
         tags=("control",),
     ),
+    EnvEntry(
+        "EarlyExp/WebShop-v0",
+        "earlyexp.envs.webshop.env:WebShopEnv",
+        "WebShop clone: search a generated 10k-product catalog (BM25), pick options, buy; "
+        "WebShop's reward",
+        "held-out product types (pet supplies, sports & outdoors, 2 per top category) and "
+        "held-out instruction phrasings",
+        tags=("web",),
+    ),
 ]
 
 
