@@ -55,8 +55,9 @@ class View:
 class Node(NamedTuple):
     """One element of a page.
 
-    ``kind`` is one of ``header``, ``instruction``, ``search``, ``button``, ``selected``
-    (a chosen option), ``heading``, ``text``, ``asin``, ``title``, ``price``, ``error``.
+    ``kind`` is one of ``header``, ``instruction``, ``search``, ``button``, ``option`` (an
+    option value), ``selected`` (the chosen one), ``heading``, ``text``, ``asin``, ``title``,
+    ``price``, ``error``.
     """
 
     kind: str
@@ -107,7 +108,7 @@ def _item(p: Product, view: View, nodes: list[Node], clicks: dict[str, Click]) -
     for name, values in p.options:
         nodes.append(Node("heading", name))
         for value in values:
-            nodes.append(Node("selected" if chosen.get(name) == value else "button", value))
+            nodes.append(Node("selected" if chosen.get(name) == value else "option", value))
             clicks[value.lower()] = Click("option", value, name)
     nodes.append(Node("title", p.title))
     nodes.append(Node("price", f"Price: ${p.price:.2f}"))
@@ -176,7 +177,7 @@ def render_text_rich(nodes: tuple[Node, ...]) -> str:
     """``text_rich`` mode: one node per line, buttons marked ``[button] X [button_]``."""
     lines = []
     for kind, text in nodes:
-        if kind in ("button", "asin") and text:
+        if kind in ("button", "option", "asin"):
             lines.append(f"[button] {text} [button_]")
         elif kind == "selected":
             lines.append(f"[clicked button] {text} [clicked button_]")
@@ -192,8 +193,8 @@ def render_text_rich(nodes: tuple[Node, ...]) -> str:
 def _html_node(kind: str, text: str, clickable: bool) -> str:
     t = html.escape(text)
     action = html.escape(f"click[{text}]", quote=True)
-    if kind in ("button", "selected") or (kind == "asin" and clickable):
-        cls = "option selected" if kind == "selected" else ("asin" if kind == "asin" else "btn")
+    if kind in ("button", "option", "selected") or (kind == "asin" and clickable):
+        cls = {"selected": "option selected", "option": "option", "asin": "asin"}.get(kind, "btn")
         return f'<button type="submit" class="{cls}" name="action" value="{action}">{t}</button>'
     if kind == "search":
         return SEARCH_BOX
@@ -203,13 +204,16 @@ def _html_node(kind: str, text: str, clickable: bool) -> str:
     return f'<{tag} class="{kind}">{t}</{tag}>'
 
 
-def render_html(page: Page, action_url: str = "act", head: str = "") -> str:
-    """``html`` mode and the web site: one form; each button posts ``action=click[label]``."""
+def render_html(page: Page, action_url: str = "act", head: str = "", tail: str = "") -> str:
+    """``html`` mode and the web site: one form; each button posts ``action=click[label]``.
+
+    ``head`` goes into ``<head>`` and ``tail`` after the form (the site's links).
+    """
     body = "\n".join(_html_node(k, t, t.lower() in page.clicks) for k, t in page.nodes)
     return (
         f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>WebShop</title>{head}'
         f'</head>\n<body><form method="post" action="{html.escape(action_url, quote=True)}">\n'
-        f"{body}\n</form></body></html>"
+        f"{body}\n</form>{tail}</body></html>"
     )
 
 
