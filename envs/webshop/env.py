@@ -134,6 +134,7 @@ class WebShopEnv(TextEnv[Goal]):
     def _setup_caches(self) -> None:
         self.expert = ExpertPlanner(self.catalog)
         self._pages: dict[View, Page] = {}
+        self._actions: dict[View, list[str]] = {}
         self._pages_task: Goal | None = None
         self._last_valid = True
 
@@ -177,7 +178,7 @@ class WebShopEnv(TextEnv[Goal]):
     def page(self) -> Page:
         """The page model of the current view (cached per view within a task)."""
         if self._pages_task is not self.task or len(self._pages) > 512:
-            self._pages, self._pages_task = {}, self.task
+            self._pages, self._actions, self._pages_task = {}, {}, self.task
         view: View = self.state
         page = self._pages.get(view)
         if page is None:
@@ -191,7 +192,11 @@ class WebShopEnv(TextEnv[Goal]):
         view: View = self.state
         if view.page == "search":
             return [SEARCH_TEMPLATE]
-        return [f"click[{c.label}]" for c in self.page().clicks.values()]
+        page = self.page()  # (also resets the caches when the task changed)
+        actions = self._actions.get(view)
+        if actions is None:
+            actions = self._actions[view] = [f"click[{c.label}]" for c in page.clicks.values()]
+        return list(actions)
 
     def _observation(self, feedback: str) -> str:
         page = self.page()
@@ -271,7 +276,7 @@ class WebShopEnv(TextEnv[Goal]):
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
-        for key in ("catalog", "expert", "_pages", "_pages_task"):
+        for key in ("catalog", "expert", "_pages", "_actions", "_pages_task"):
             state.pop(key, None)
         return state
 

@@ -9,6 +9,8 @@ of that plan, so it also recovers after other policies' actions (for early-exper
 
 from __future__ import annotations
 
+from typing import Any
+
 from earlyexp.envs.core.search import query_terms
 from earlyexp.envs.webshop.catalog import Catalog
 from earlyexp.envs.webshop.goals import Goal
@@ -81,3 +83,25 @@ class ExpertPlanner:
         if view.page_no > want_page:
             return f"click[{PREV}]"
         return f"click[{self.catalog.asin(hits[rank])}]"
+
+
+def record_demonstration(env: Any, split: str, task: int) -> list[dict[str, Any]]:
+    """Run the expert on panel goal ``task`` of ``split``; return every step it took.
+
+    Each step is ``{"observation", "available_actions", "action", "reward", "valid"}``:
+    the observation the action was chosen from, and the action itself (the original
+    WebShop's human demonstrations did not record actions).
+    """
+    obs, info = env.reset(options={"split": split, "task": task})
+    steps, done = [], False
+    while not done:
+        action = env.unwrapped.expert_action()
+        record = {
+            "observation": obs,
+            "available_actions": info["available_actions"],
+            "action": action,
+        }
+        obs, reward, term, trunc, info = env.step(action)
+        steps.append({**record, "reward": reward, "valid": info["action_valid"]})
+        done = term or trunc
+    return steps

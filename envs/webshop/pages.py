@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import html
 from dataclasses import dataclass, replace
+from functools import lru_cache
 from typing import NamedTuple
 
 from earlyexp.envs.webshop.catalog import Catalog
@@ -140,18 +141,24 @@ def _done(p: Product, view: View, score: float, nodes: list[Node]) -> None:
 def page_model(catalog: Catalog, view: View, instruction: str, score: float = 0.0) -> Page:
     """Build the page of ``view`` (``score`` is shown on the done page)."""
     nodes: list[Node] = []
-    clicks: dict[str, Click] = {}
     if view.page == "done":
         _done(catalog.product(view.product), view, score, nodes)
-        return Page(tuple(nodes), clicks)
+        return Page(tuple(nodes), {})
     if view.page == "search":
-        nodes += [
-            Node("header", "WebShop"),
-            Node("instruction", instruction),
-            Node("search", "Search"),
-        ]
-        return Page(tuple(nodes), clicks)
-    nodes.append(Node("instruction", instruction))
+        nodes += [Node("header", "WebShop"), Node("instruction", instruction)]
+        return Page((*nodes, Node("search", "Search")), {})
+    body = page_body(catalog, view)
+    return Page((Node("instruction", instruction), *body.nodes), body.clicks)
+
+
+@lru_cache(maxsize=32768)
+def page_body(catalog: Catalog, view: View) -> Page:
+    """The part of a results, item or sub page below the instruction (shared by all tasks).
+
+    The returned clickables dict is shared: read it, never change it.
+    """
+    nodes: list[Node] = []
+    clicks: dict[str, Click] = {}
     _button(nodes, clicks, BACK, "nav", BACK)
     if view.page == "results":
         _results(catalog, view, nodes, clicks)

@@ -17,6 +17,7 @@ ASIN_SPACE = 36**8
 _ASIN_MUL = 2_654_435_761  # odd and not a multiple of 3: a bijection modulo 36**8
 _ASIN_SHIFT = 1_234_567_890_123
 _ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+_PAIRS = [x + y for x in _ALPHABET for y in _ALPHABET]  # base-36 digit pairs
 RANGE_PRICE_SHARE = 0.25
 
 
@@ -74,11 +75,8 @@ class Product:
 def asin(seed: int, index: int) -> str:
     """Return the ASIN of product ``index``: unique within a catalog (a bijection)."""
     n = (index * _ASIN_MUL + seed * 7_919 + _ASIN_SHIFT) % ASIN_SPACE
-    chars = []
-    for _ in range(8):
-        n, r = divmod(n, 36)
-        chars.append(_ALPHABET[r])
-    return "B0" + "".join(reversed(chars))
+    a, b = divmod(n, 36**4)
+    return "B0" + _PAIRS[a // 1296] + _PAIRS[a % 1296] + _PAIRS[b // 1296] + _PAIRS[b % 1296]
 
 
 def price_text(low: float, high: float) -> str:
