@@ -112,7 +112,7 @@ def test_type_reward_levels(cat):
     other = next(
         i for i in range(1, 5000)
         if not set(cat.product(i).category[:2]) & set(g.category[:2])
-        and not {w for w in cat.product(i).title.lower().split()} & {w for w in g.title.lower().split()}
+        and not set(cat.product(i).title.lower().split()) & set(g.title.lower().split())
     )  # fmt: skip
     tm = type_reward(cat.product(other), g, vocab.nouns)
     assert tm.title_score == 0.0 and tm.r_type == 0.0 and not tm.query_match
