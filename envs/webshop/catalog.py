@@ -41,6 +41,18 @@ TOP_K = 50
 FIELDS = ("text",)
 
 
+STOPWORDS = frozenset(
+    "a an and are as at be but by for if in into is it no not of on or such that the their then "
+    "there these they this to was will with".split()
+)
+"""Lucene's English stopwords (dropped from queries, as the original's analyzer did)."""
+
+
+def search_terms(query: str) -> str:
+    """The words of ``query`` the index is asked for: distinct, lower-cased, no stopwords."""
+    return " ".join(dict.fromkeys(t for t in query_terms(query) if t not in STOPWORDS))
+
+
 def cache_root() -> Path:
     """``$EARLYEXP_CACHE`` if set, else ``~/.cache/earlyexp``."""
     env = os.environ.get("EARLYEXP_CACHE")
@@ -190,8 +202,13 @@ class Catalog:
         return price_text(float(self.price_low[index]), float(self.price_high[index]))
 
     def search(self, query: str) -> tuple[int, ...]:
-        """Return the indices of the top-50 BM25 results of ``query`` (cached per query)."""
-        return self._search(" ".join(query_terms(query)))
+        """Return the indices of the top-50 BM25 results of ``query`` (cached per query).
+
+        The query is reduced to its distinct words minus English stopwords (Lucene's list, as
+        the original's pyserini analyzer), so ``party mix, 2 pound`` and ``2 pound party mix``
+        share a cache entry only when they are the same bag of words in the same order.
+        """
+        return self._search(search_terms(query))
 
     def _search_terms(self, terms: str) -> tuple[int, ...]:
         return tuple(i for i, _ in self.index.search(terms, TOP_K))
