@@ -11,8 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from earlyexp.envs.core.search import query_terms
-from earlyexp.envs.webshop.catalog import Catalog
+from earlyexp.envs.webshop.catalog import Catalog, search_terms
 from earlyexp.envs.webshop.goals import Goal
 from earlyexp.envs.webshop.pages import BACK, BUY, NEXT, PAGE_SIZE, PREV, View
 from earlyexp.envs.webshop.reward import REWARD_MODES, score_purchase
@@ -60,7 +59,7 @@ class ExpertPlanner:
             return f"search[{query}]"
         if view.page == "done":
             return f"click[{BACK}]"
-        if query_terms(view.query) != query_terms(query):
+        if view.query != query and search_terms(view.query) != search_terms(query):
             return f"click[{BACK}]"
         hits = self.catalog.search(query)
         target = hits[rank] if rank is not None else goal.product
