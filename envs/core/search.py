@@ -87,8 +87,12 @@ class BM25Index:
     def _ids(self, addresses: list) -> list[int]:
         """The ``id`` of each hit: read from the fast field in one batch where supported."""
         if hasattr(self._searcher, "fast_field_values"):  # tantivy >= 0.25
-            return [int(i) for i in self._searcher.fast_field_values("id", addresses)]
-        return [int(self._searcher.doc(addr)["id"][0]) for addr in addresses]
+            values = self._searcher.fast_field_values("id", addresses)
+            return [self._stored_id(a) if v is None else int(v) for v, a in zip(values, addresses)]
+        return [self._stored_id(a) for a in addresses]
+
+    def _stored_id(self, address) -> int:
+        return int(self._searcher.doc(address)["id"][0])
 
     @property
     def num_docs(self) -> int:

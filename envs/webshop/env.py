@@ -254,7 +254,7 @@ class WebShopEnv(TextEnv[Goal]):
                 self.state = View("item", view.query, view.page_no, view.product, view.options)
             return Outcome(True, f"Clicked {click.label}.")
         if click.kind == "asin":
-            self.state = View("item", view.query, view.page_no, int(click.arg))  # type: ignore[arg-type]
+            self.state = View("item", view.query, view.page_no, int(click.arg))
             return Outcome(True, f"Opened {click.label}.")
         if click.kind == "option":
             self.state = view.with_option(str(click.arg), click.label)
