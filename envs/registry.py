@@ -51,7 +51,6 @@ ENTRIES: list[EnvEntry] = [
         "WebShop's reward",
         "held-out product types (pet supplies, sports & outdoors, 2 per top category) and "
         "held-out instruction phrasings",
-        tags=("web",),
     ),
 ]
 

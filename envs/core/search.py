@@ -80,7 +80,8 @@ class BM25Index:
         parsed = self._index.parse_query(" ".join(terms), list(self.fields))
         # count=False lets tantivy prune with block-max WAND (no total-hit count is needed).
         hits = self._searcher.search(parsed, k, count=False).hits
-        found = list(zip(self._ids([addr for _, addr in hits]), (float(s) for s, _ in hits)))
+        ids = self._ids([addr for _, addr in hits])
+        found = list(zip(ids, (float(s) for s, _ in hits), strict=True))
         found.sort(key=lambda h: (-h[1], h[0]))
         return found
 
@@ -88,7 +89,8 @@ class BM25Index:
         """The ``id`` of each hit: read from the fast field in one batch where supported."""
         if hasattr(self._searcher, "fast_field_values"):  # tantivy >= 0.25
             values = self._searcher.fast_field_values("id", addresses)
-            return [self._stored_id(a) if v is None else int(v) for v, a in zip(values, addresses)]
+            pairs = zip(values, addresses, strict=True)
+            return [self._stored_id(a) if v is None else int(v) for v, a in pairs]
         return [self._stored_id(a) for a in addresses]
 
     def _stored_id(self, address) -> int:
