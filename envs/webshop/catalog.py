@@ -162,7 +162,7 @@ class Catalog:
         product_cache: how many regenerated products to keep (LRU).
     """
 
-    def __init__(self, folder: Path, product_cache: int = 50_000) -> None:
+    def __init__(self, folder: Path, product_cache: int = 20_000) -> None:
         self.folder = Path(folder)
         meta = json.loads((self.folder / "meta.json").read_text())
         if meta.get("format") != FORMAT_VERSION:

@@ -151,7 +151,7 @@ def page_model(catalog: Catalog, view: View, instruction: str, score: float = 0.
     return Page((Node("instruction", instruction), *body.nodes), body.clicks)
 
 
-@lru_cache(maxsize=32768)
+@lru_cache(maxsize=8192)
 def page_body(catalog: Catalog, view: View) -> Page:
     """The part of a results, item or sub page below the instruction (shared by all tasks).
 
