@@ -93,12 +93,13 @@ class WebShopEnv(TextEnv[Goal]):
     purchase; the score is then 0.
 
     ## Splits
-    ``train``: a procedural stream of goals over the in-distribution product types (46 types in
+    ``train``: a procedural stream of goals over the 166 in-distribution product types (in
     WebShop's five top categories: beauty, electronics, fashion, furniture, grocery) phrased
     with 6 templates. ``test``: 500 fixed goals from the same distribution. ``ood``: 500 fixed
-    goals over held-out types (two held-out top categories, pet supplies and sports &
-    outdoors, and two held-out types in each of the five others) phrased with 4 held-out
-    templates. Goals depend on the catalog, hence on ``num_products`` and ``catalog_seed``.
+    goals over 69 held-out types (all of two held-out top categories, pet supplies and sports
+    & outdoors, plus two held-out type families in each of the five others, e.g. fragrance and
+    men's grooming in beauty) phrased with 4 held-out templates. Goals depend on the catalog,
+    hence on ``num_products`` and ``catalog_seed``; the catalog holds products of every type.
 
     ## Arguments
     ``gym.make("EarlyExp/WebShop-v0", num_products=10_000, catalog_seed=0,

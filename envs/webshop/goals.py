@@ -4,8 +4,8 @@ A goal is drawn from a seeded generator and the catalog only, so it is the same 
 process. The price bound is part of the goal (fixed), unlike the original, where it was
 re-drawn at every load. ``train`` and ``test`` goals target the in-distribution product types
 and use the ``id`` phrasing templates; ``ood`` goals target the held-out types (two whole top
-categories, pets and sports, plus two held-out types in each of the five others) and use the
-held-out ``ood`` templates.
+categories, pets and sports, plus two held-out type families in each of the five others) and
+use the held-out ``ood`` templates.
 """
 
 from __future__ import annotations
@@ -64,7 +64,7 @@ class Goal:
 
 def _article(type_name: str, phrase: str) -> str:
     """``a``/``an`` before ``phrase`` (none when the type is plural)."""
-    if type_name.endswith("s"):
+    if type_name.endswith("s") and not type_name.endswith("ss"):
         return ""
     return "an " if phrase[0] in "aeiou" else "a "
 

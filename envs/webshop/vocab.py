@@ -1,8 +1,10 @@
 """The shipped WebShop vocabulary (``assets/webshop/vocab.json``) as typed, read-only tables.
 
 The vocabulary holds the category tree (WebShop's five top categories plus two held out for
-OOD), product types, attribute and option pools, brands, text templates for titles,
-descriptions, features and reviews, and the instruction phrasing templates.
+OOD), product types (each entry names a type and its variants, e.g. ``party mix`` and
+``trail mix``: same sub-category, options and price range, distinct types), attribute and
+option pools, brands, text templates for titles, descriptions, features and reviews, and the
+instruction phrasing templates.
 """
 
 from __future__ import annotations
@@ -77,7 +79,8 @@ class Vocab:
 
 def _nouns(raw: dict[str, Any]) -> frozenset[str]:
     modifiers = set(raw["modifiers"])
-    found = {w for t in raw["types"] for w in words(t["name"]) if w not in modifiers}
+    names = [n for t in raw["types"] for n in (t["name"], *t.get("variants", ()))]
+    found = {w for n in names for w in words(n) if w not in modifiers}
     found |= {w for names in raw["brands"].values() for n in names for w in words(n)}
     return frozenset(found)
 
@@ -87,17 +90,18 @@ def _parse(raw: dict[str, Any], digest: str) -> Vocab:
         k: OptionPool(k, p["name"], p["phrase"], tuple(p["values"]))
         for k, p in raw["option_pools"].items()
     }
+    rows = [(name, t) for t in raw["types"] for name in (t["name"], *t.get("variants", ()))]
     types = tuple(
         ProductType(
             i,
-            t["name"],
+            name,
             t["top"],
             t["sub"],
             tuple(t["options"]),
             (float(t["price"][0]), float(t["price"][1])),
             bool(t.get("ood", False)),
         )  # fmt: skip
-        for i, t in enumerate(raw["types"])
+        for i, (name, t) in enumerate(rows)
     )
     return Vocab(
         top_categories=dict(raw["top_categories"]),

@@ -127,11 +127,16 @@ def test_type_reward_levels(cat):
 
 
 def test_attribute_counts_from_text_when_not_listed(cat):
-    p = cat.product(0)
-    g = replace(goal_for(cat, 0), attributes=("for daily use",))  # a phrase of the features
-    assert "for daily use" in " ".join(p.features).lower()
+    index = next(i for i in range(1000) if "for daily use" in " ".join(cat.product(i).features))
+    p = cat.product(index)
+    g = replace(goal_for(cat, index), attributes=("for daily use",))  # a phrase of the features
+    assert "for daily use" not in p.attributes
     assert score_purchase(p, dict(g.options), g, VOCAB).details["attributes"] == {
         "for daily use": True
+    }
+    g = replace(g, attributes=("for nightly use",))
+    assert score_purchase(p, dict(g.options), g, VOCAB).details["attributes"] == {
+        "for nightly use": False
     }
 
 
