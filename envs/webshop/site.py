@@ -64,7 +64,7 @@ class Sessions:
     def __init__(self, config: SiteConfig) -> None:
         self.config = config
         self._envs: OrderedDict[str, tuple[WebShopEnv, dict[str, Any]]] = OrderedDict()
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         load_catalog(config.num_products, config.catalog_seed, progress=True)  # build it up front
 
     def _start(self, session: str) -> tuple[WebShopEnv, dict[str, Any]]:
@@ -89,11 +89,17 @@ class Sessions:
                 self._envs.popitem(last=False)
             return self._envs[session]
 
+    def render(self, session: str) -> str:
+        """The HTML of the current page of ``session``."""
+        with self._lock:
+            env, info = self.get(session)
+            return page_html(session, env, info)
+
     def act(self, session: str, action: str) -> None:
         """Step the episode of ``session`` with ``action``."""
-        env, _ = self.get(session)
         with self._lock:
-            if "score" not in self._envs[session][1]:  # the episode is still running
+            env, info = self.get(session)
+            if "score" not in info:  # the episode is still running
                 *_, info = env.step(action)
                 self._envs[session] = (env, dict(info))
 
@@ -168,10 +174,9 @@ def create_app(config: SiteConfig | None = None):
     def show(request: Request) -> Response:
         try:
             session = checked(request)
-            env, info = sessions.get(session)
+            return HTMLResponse(sessions.render(session))
         except ValueError as e:
             return HTMLResponse(f"<p>{html.escape(str(e))}</p>", status_code=404)
-        return HTMLResponse(page_html(session, env, info))
 
     def reset(request: Request) -> Response:
         session = checked(request)
