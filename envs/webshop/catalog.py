@@ -117,6 +117,20 @@ def _documents(vocab: Vocab, size: int, seed: int, cols: _Columns, progress: boo
         yield i, {"text": p.search_text}
 
 
+STALE_BUILD_SECONDS = 6 * 3600
+
+
+def _remove_stale_builds(folder: Path) -> None:
+    """Delete temp dirs of builds of ``folder`` that were killed (older than 6 hours)."""
+    now = time.time()
+    for tmp in folder.parent.glob(f".tmp-{folder.name}-*"):
+        try:
+            if now - tmp.stat().st_mtime > STALE_BUILD_SECONDS:
+                shutil.rmtree(tmp, ignore_errors=True)
+        except OSError:
+            continue
+
+
 def build_catalog(size: int, seed: int, folder: Path, progress: bool = False) -> Path:
     """Build the catalog into ``folder`` atomically; return ``folder``.
 
@@ -125,6 +139,7 @@ def build_catalog(size: int, seed: int, folder: Path, progress: bool = False) ->
     """
     size, vocab = check_size(size), load_vocab()
     folder.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_builds(folder)
     tmp = folder.parent / f".tmp-{folder.name}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     tmp.mkdir()
     try:

@@ -121,3 +121,18 @@ def test_parallel_builders_do_not_race(tmp_path):
     assert titles[0] == titles[1]
     entries = sorted(p.name for p in (tmp_path / "webshop").iterdir())
     assert len(entries) == 1 and not entries[0].startswith(".tmp")
+
+
+def test_stale_temp_dirs_of_killed_builds_are_removed(tmp_path, monkeypatch):
+    import os
+
+    monkeypatch.setenv("EARLYEXP_CACHE", str(tmp_path))
+    folder = catalog_dir(1_000, 5)
+    folder.parent.mkdir(parents=True)
+    stale = folder.parent / f".tmp-{folder.name}-123-deadbeef"
+    fresh = folder.parent / f".tmp-{folder.name}-456-cafecafe"
+    stale.mkdir()
+    fresh.mkdir()
+    os.utime(stale, (0, 0))
+    build_catalog(1_000, 5, folder)
+    assert not stale.exists() and fresh.exists()  # a build in progress elsewhere is left alone
