@@ -13,6 +13,7 @@ from dataclasses import dataclass, replace
 from functools import lru_cache
 from typing import NamedTuple
 
+from earlyexp.envs.core.actions import echo
 from earlyexp.envs.webshop.catalog import Catalog
 from earlyexp.envs.webshop.products import Product
 
@@ -94,7 +95,7 @@ def _results(catalog: Catalog, view: View, nodes: list[Node], clicks: dict[str, 
     if view.page_no < last:
         _button(nodes, clicks, NEXT, "nav", NEXT)
     if not hits:
-        nodes.append(Node("text", f"No products match {view.query!r}. Try other words."))
+        nodes.append(Node("text", f"No products match {echo(view.query)}. Try other words."))
     start = (view.page_no - 1) * PAGE_SIZE
     for idx in hits[start : start + PAGE_SIZE]:
         code = catalog.asin(idx)
