@@ -254,3 +254,24 @@ def test_small_catalog_variant_works():
     assert steps[-1]["reward"] == 1.0
     assert env.unwrapped.family == "WebShop-v0/1000/0"
     env.close()
+
+
+def test_catalog_seed_changes_the_catalog_and_the_goals():
+    a, b = make(num_products=1000), make(num_products=1000, catalog_seed=1)
+    assert a.unwrapped.family != b.unwrapped.family
+    assert a.unwrapped.panel_hash("test") != b.unwrapped.panel_hash("test")
+    assert a.unwrapped.catalog.title(0) != b.unwrapped.catalog.title(0)
+    assert record_demonstration(b, "ood", 1)[-1]["reward"] == 1.0
+    a.close()
+    b.close()
+
+
+def test_html_mode_shows_errors_and_marks_the_chosen_option():
+    env = make(observation_mode="html")
+    to_item(env, task=12)
+    value = env.unwrapped.task.options[0][1]
+    obs, *_ = env.step(f"click[{value}]")
+    assert 'class="option selected"' in obs and f">{value}</button>" in obs
+    obs, *_, info = env.step("click[nothing here]")
+    assert not info["action_valid"] and '<p class="error">Invalid action: No such button' in obs
+    env.close()
