@@ -28,6 +28,8 @@ from earlyexp.envs.webshop.reward import check_reward_mode, score_purchase
 BUDGET = 15
 SEARCH_TEMPLATE = "search[<query>]"
 MAX_LISTED = 20
+PROGRESS_FROM = 100_000
+"""Catalogs this large show a progress bar (stderr) while they are built the first time."""
 
 GRAMMAR = ActionGrammar(
     (
@@ -106,7 +108,9 @@ class WebShopEnv(TextEnv[Goal]):
     observation_mode="text", reward_mode="webshop", max_steps=None)``;
     ``reset(options={"split": "test", "task": 3})`` picks panel goal 3.
     ``num_products`` takes any size in [1000, 2000000] (1k, 10k, 100k and 1M are the
-    benchmarked ones); the first use of a size builds its catalog (10k: about a second).
+    benchmarked ones); the first use of a size builds its catalog once (10k: about a second;
+    1M: a few minutes, with a progress bar), later uses load it from the cache in under a
+    second.
 
     ## Version history
     * v0: initial version.
@@ -130,7 +134,8 @@ class WebShopEnv(TextEnv[Goal]):
         self.reward_mode = check_reward_mode(reward_mode)
         self.observation_mode = observation_mode
         super().__init__(render_mode=render_mode, max_steps=max_steps)
-        self.catalog: Catalog = load_catalog(num_products, catalog_seed)
+        big = isinstance(num_products, int) and num_products >= PROGRESS_FROM
+        self.catalog: Catalog = load_catalog(num_products, catalog_seed, progress=big)
         self.num_products, self.catalog_seed = self.catalog.size, self.catalog.seed
         self._setup_caches()
 
