@@ -62,8 +62,8 @@ class WebShopEnv(TextEnv[Goal]):
     ## Observation
     The current page, rendered from one page model, in ``observation_mode``:
     ``text`` (WebShop's simple mode: text nodes joined by `` [SEP] ``; as there, chosen options
-    are not marked), ``text_rich`` (one node
-    a line, ``[button] X [button_]`` and ``[clicked button] X [clicked button_]``) or ``html``.
+    are not marked), ``text_rich`` (one node a line, ``[button] X [button_]`` and
+    ``[clicked button] X [clicked button_]``) or ``html``.
     Every page but the done page starts with the instruction. A product with a price range
     shows the range on results pages and, on its item page, the price it sells for (a fixed
     point of the range, the one the reward checks against the bound). After an invalid action
