@@ -44,6 +44,13 @@ ENTRIES: list[EnvEntry] = [
         "two boxes, rooms up to 10x10, budget 20",
         tags=("control",),
     ),
+    EnvEntry(
+        "EarlyExp/FlightBooking-v0",
+        "earlyexp.envs.flights.env:FlightBookingEnv",
+        "book flights on a real web site (Starlette + SQLite) driven by Playwright in headless Chromium",
+        "unseen airports and airlines, arrival-window and layover constraints, a second site layout",
+        tags=("browser",),
+    ),
 ]
 
 
