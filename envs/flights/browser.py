@@ -117,6 +117,31 @@ READ_PAGE = r"""
 """
 
 
+ACT = (
+    r"""
+([eid, op, value, read]) => {
+  const el = document.querySelector(`[data-eid="${eid}"]`);
+  if (!el) throw new Error(`element ${eid} is gone`);
+  if (op === 'click') {
+    el.click();
+  } else {
+    el.focus();
+    el.value = value;
+    el.dispatchEvent(new Event('input', {bubbles: true}));
+    el.dispatchEvent(new Event('change', {bubbles: true}));
+  }
+  if (!read) return null;
+  return ("""
+    + READ_PAGE.strip()
+    + """)();
+}
+"""
+)
+"""One ``page.evaluate`` that performs an action on element ``eid`` and (except for clicks,
+that navigate) returns the page read by :data:`READ_PAGE`. Clicks use the element's
+activation behaviour (``el.click()``: follow the link, submit the form with its button)."""
+
+
 def _system_chromium() -> str | None:
     for exe in (*SYSTEM_CHROMIUMS, shutil.which("chromium") or "", shutil.which("chromium-browser") or ""):
         if exe and os.path.exists(exe):
@@ -219,30 +244,30 @@ class Tab:
         self.page.set_default_timeout(self.timeout_ms)
         return self.sid
 
-    def goto(self, path: str) -> None:
-        """Load ``path`` (e.g. ``/results?...``)."""
+    def goto(self, path: str) -> dict[str, Any]:
+        """Load ``path`` (e.g. ``/results?...``); return the page."""
         self.page.goto(path, wait_until="domcontentloaded")
+        return self.read()
 
     def read(self) -> dict[str, Any]:
         """The page as ``{url, title, lines, elements, errors}`` (one evaluate)."""
         return self.page.evaluate(READ_PAGE)
 
-    def click(self, eid: str, nav: bool) -> None:
-        """Click element ``eid``; wait for the page it loads when ``nav``."""
-        loc = self.page.locator(f'[data-eid="{eid}"]')
-        if nav:
-            with self.page.expect_navigation(wait_until="domcontentloaded"):
-                loc.click()
-        else:
-            loc.click()
+    def click(self, eid: str, nav: bool) -> dict[str, Any]:
+        """Click element ``eid`` (waiting for the page it loads when ``nav``); return the page."""
+        if not nav:
+            return self.page.evaluate(ACT, [eid, "click", "", True])
+        with self.page.expect_navigation(wait_until="domcontentloaded"):
+            self.page.evaluate(ACT, [eid, "click", "", False])
+        return self.read()
 
-    def fill(self, eid: str, text: str) -> None:
-        """Replace the text of text box ``eid``."""
-        self.page.locator(f'[data-eid="{eid}"]').fill(text)
+    def fill(self, eid: str, text: str) -> dict[str, Any]:
+        """Replace the text of text box ``eid``; return the page."""
+        return self.page.evaluate(ACT, [eid, "fill", text, True])
 
-    def select(self, eid: str, value: str) -> None:
-        """Choose the option with ``value`` in menu ``eid``."""
-        self.page.locator(f'[data-eid="{eid}"]').select_option(value=value)
+    def select(self, eid: str, value: str) -> dict[str, Any]:
+        """Choose the option with ``value`` in menu ``eid``; return the page."""
+        return self.page.evaluate(ACT, [eid, "select", value, True])
 
     def _drop(self) -> None:
         if self.context is not None:

@@ -151,12 +151,9 @@ class FlightBookingEnv(TextEnv[FlightTask]):
         """Make the server session and the browser page hold ``state`` exactly."""
         tab = self._tab
         tab.store.load(tab.sid, state["session"])
-        tab.goto(state["url"])
-        page = tab.read()
+        page = tab.goto(state["url"])
         for eid, (kind, value) in state["drafts"].items():
-            (tab.fill if kind == "type" else tab.select)(eid, value)
-        if state["drafts"]:
-            page = tab.read()
+            page = (tab.fill if kind == "type" else tab.select)(eid, value)
         self.state = dict(copy.deepcopy(state), page=page)
         self._synced = True
 
@@ -168,8 +165,7 @@ class FlightBookingEnv(TextEnv[FlightTask]):
         self._pending = None
         tab = self._live()
         tab.open(self._ctx(task))
-        tab.goto("/")
-        page = tab.read()
+        page = tab.goto("/")
         self.state = {"ctx": self._ctx(task), "url": page["url"], "history": [page["url"]], "drafts": {},
                       "scroll": 0, "page": page, "session": tab.store.export(tab.sid)}  # fmt: skip
         self._synced = True
@@ -227,10 +223,7 @@ class FlightBookingEnv(TextEnv[FlightTask]):
             return Outcome(False, "There is no previous page to go back to.")
         target = history[-2]
 
-        def go(tab) -> None:
-            tab.goto(target)
-
-        outcome = self._browse(go, "Went back to the previous page.")
+        outcome = self._browse(lambda tab: tab.goto(target), "Went back to the previous page.")
         if outcome.valid and not self._error:
             self.state["history"] = history[:-1]
         return outcome
@@ -250,8 +243,7 @@ class FlightBookingEnv(TextEnv[FlightTask]):
         """Run a browser action, then read the page and the session; a failure ends the episode."""
         try:
             tab = self._live()
-            act(tab)
-            page = tab.read()
+            page = act(tab)
         except Exception as e:  # noqa: BLE001 - any browser failure ends the episode (env card)
             self._error = f"The browser failed: {type(e).__name__}: {str(e).splitlines()[0][:200]}"
             return Outcome(True, self._error)

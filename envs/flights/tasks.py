@@ -200,7 +200,8 @@ def _constraint_value(kind: str, f: Flight, rng: np.random.Generator, cabin: str
         if f.arrive >= 1440 - 60:
             return None
         lo = max(0, f.arrive // 60 * 60 - hour - 60)
-        return [lo, min(1439, lo + int(rng.integers(3, 6)) * 60)]
+        hi = max(lo + int(rng.integers(3, 6)) * 60, (f.arrive // 60 + 1) * 60)
+        return [lo, min(1439, hi)]
     if kind == "max_layover":
         return None if f.stops == 0 else (f.max_layover // 30 + 1 + int(rng.integers(0, 2))) * 30
     return None
