@@ -1,0 +1,207 @@
+"""FlightBooking in a real headless Chromium: bookings, errors, snapshots, browser death, cleanup."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import gymnasium as gym
+import pytest
+
+import earlyexp.envs  # noqa: F401
+
+psutil = pytest.importorskip("psutil")
+pytest.importorskip("playwright")
+pytestmark = pytest.mark.browser
+
+ENV_ID = "EarlyExp/FlightBooking-v0"
+
+
+def browser_processes() -> list:
+    """Chromium and Playwright-driver processes started by this test process."""
+    out = []
+    for child in psutil.Process().children(recursive=True):
+        try:
+            if child.status() != psutil.STATUS_ZOMBIE:
+                out.append(child)
+        except psutil.NoSuchProcess:
+            continue
+    return out
+
+
+def main_chromium_pids() -> list[int]:
+    pids = []
+    for p in browser_processes():
+        try:
+            cmd = p.cmdline()
+        except psutil.Error:
+            continue
+        if cmd and "chrom" in os.path.basename(cmd[0]) and not any(a.startswith("--type=") for a in cmd):
+            pids.append(p.pid)
+    return pids
+
+
+def site_threads() -> list[str]:
+    return [t.name for t in threading.enumerate() if t.name == "flights-site"]
+
+
+def wait_until(cond, timeout=10.0) -> bool:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if cond():
+            return True
+        time.sleep(0.1)
+    return cond()
+
+
+def element(obs: str, kind: str, label: str | None = None) -> str:
+    pattern = re.escape(kind) + ("" if label is None else " " + re.escape(f'"{label}"'))
+    m = re.search(r"\[(e\d+)\] " + pattern, obs)
+    assert m, f"{pattern!r} not in\n{obs}"
+    return m.group(1)
+
+
+@pytest.fixture()
+def env():
+    e = gym.make(ENV_ID)
+    yield e
+    e.close()
+
+
+def test_expert_books_the_target_flight(env):
+    raw = env.unwrapped
+    obs, info = env.reset(options={"split": "test", "task": 4})
+    done = False
+    while not done:
+        obs, reward, term, trunc, info = env.step(raw.expert_action())
+        done = term or trunc
+    assert term and info["success"] and reward == 1.0
+    (booking,) = raw._tab.store.bookings(raw._tab.sid)
+    assert booking["flight_id"] == raw.task.target
+    assert sorted(p["name"] for p in booking["passengers"]) == sorted(f"{f} {last}" for f, last, _ in raw.task.passengers)
+    assert f"Booking reference: {booking['ref']}" in obs
+
+
+def test_validation_errors_are_observations(env):
+    obs, _ = env.reset(options={"split": "test", "task": 0})
+    origin, date = element(obs, "textbox", "From"), element(obs, "textbox", "Departure date")
+    search = element(obs, "button", "Search flights")
+    env.step(f"type[{origin}][Denvr]")
+    env.step(f"type[{date}][2027-02-30]")
+    obs, _, _, _, info = env.step(f"click[{search}]")
+    assert info["action_valid"] is True
+    assert "alert: Unknown airport 'Denvr' in From. Did you mean: Denver (DEN)" in obs
+    assert "alert: Invalid date '2027-02-30'" in obs and "Invalid date" in info["feedback"]
+
+
+def test_wrong_element_kinds_are_invalid_and_change_nothing(env):
+    raw = env.unwrapped
+    obs, _ = env.reset(options={"split": "test", "task": 0})
+    button, box, menu = element(obs, "button"), element(obs, "textbox"), element(obs, "select", "Cabin")
+    for action, message in [
+        (f"type[{button}][hello]", "Cannot type into"),
+        (f"click[{box}]", "use type["),
+        (f"select[{box}][Economy]", "Cannot select"),
+        (f"select[{menu}][First class]", "No option 'First class'"),
+        ("click[e999]", "No element 'e999'"),
+        ("scroll[up]", "already at the top"),
+        ("back", "no previous page"),
+    ]:
+        before = raw.state_fingerprint()
+        obs, _, _, _, info = env.step(action)
+        assert info["action_valid"] is False and message in info["feedback"], info["feedback"]
+        assert raw.state_fingerprint() == before
+
+
+def test_snapshot_keeps_typed_but_unsubmitted_fields(env):
+    raw = env.unwrapped
+    obs, _ = env.reset(options={"split": "ood", "task": 1})
+    box = element(obs, "textbox", "Leaving from")
+    env.step(f"type[{box}][Somewhere <b>bold</b>]")
+    snap = raw.snapshot()
+    typed = raw._obs
+    env.step(f"type[{box}][Elsewhere]")
+    env.step(raw.available_actions()[0])  # a link: leaves the page
+    raw.restore(snap)
+    assert raw._obs == typed and 'value="Somewhere <b>bold</b>"' in typed
+    live = raw._tab.read()
+    assert live["lines"] == raw.state["page"]["lines"]
+    assert raw._tab.page.evaluate("document.querySelectorAll('b').length") == 0
+
+
+def test_injection_is_plain_text_in_the_browser(env):
+    raw = env.unwrapped
+    obs, _ = env.reset(options={"split": "test", "task": 0})
+    attack = "<script>window.pwned=1</script>'; DROP TABLE bookings;--"
+    origin, search = element(obs, "textbox", "From"), element(obs, "button", "Search flights")
+    env.step(f"type[{origin}][{attack}]")
+    obs, *_ = env.step(f"click[{search}]")
+    assert f"Unknown airport '{attack[:40]}..." in obs
+    page = raw._tab.page
+    assert page.evaluate("document.querySelectorAll('script').length") == 0
+    assert page.evaluate("window.pwned === undefined")
+    assert "bookings" in raw._tab.store.table_names()
+
+
+def test_browser_death_truncates_with_error_then_reset_works():
+    env = gym.make(ENV_ID)
+    try:
+        raw = env.unwrapped
+        env.reset(options={"split": "test", "task": 2})
+        env.step(raw.expert_action())
+        pids = main_chromium_pids()
+        assert len(pids) == 1
+        os.kill(pids[0], signal.SIGKILL)
+        wait_until(lambda: not psutil.pid_exists(pids[0]) or psutil.Process(pids[0]).status() == psutil.STATUS_ZOMBIE)
+        obs, reward, term, trunc, info = env.step(raw.expert_action())
+        assert trunc and not term and "browser" in info["error"].lower()
+        assert "score" in info and info["score"] == 0.0
+        obs, info = env.reset(options={"split": "test", "task": 2})
+        assert "URL: /" in obs
+        obs, reward, term, trunc, info = env.step(raw.expert_action())
+        assert info["action_valid"] and "error" not in info and not trunc
+    finally:
+        env.close()
+    assert wait_until(lambda: not browser_processes()), [p.cmdline()[:1] for p in browser_processes()]
+    assert site_threads() == []
+
+
+def test_envs_share_one_browser_and_close_leaves_nothing():
+    envs = [gym.make(ENV_ID) for _ in range(3)]
+    try:
+        for i, e in enumerate(envs):
+            e.reset(options={"split": "test", "task": i})
+            e.step(e.unwrapped.expert_action())
+        assert len(main_chromium_pids()) == 1
+        assert len(site_threads()) == 1
+        envs[0].close()
+        obs, *_ = envs[1].step(envs[1].unwrapped.expert_action())  # still served after one close
+        assert "browser failed" not in obs
+    finally:
+        for e in envs:
+            e.close()
+    assert wait_until(lambda: not browser_processes()), [p.cmdline()[:1] for p in browser_processes()]
+    assert site_threads() == []
+
+
+def test_serve_cli_runs_the_site_for_people():
+    code = "import sys; from earlyexp.envs.flights.site import main; sys.exit(main(['--port', '0']))"
+    proc = subprocess.Popen([sys.executable, "-u", "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        line = proc.stdout.readline()
+        url = re.search(r"http://127\.0\.0\.1:\d+", line).group(0)
+        import httpx
+
+        page = httpx.get(url + "/", timeout=10).text
+        assert "Find flights" in page and "Departure date" in page
+        results = httpx.get(url + "/results", params={"origin": "DEN", "destination": "BOS", "date": "2027-03-14",
+                                                       "adults": "1", "cabin": "economy"}, timeout=10).text  # fmt: skip
+        assert "Denver to Boston" in results and "data-flight" in results
+    finally:
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=15) == 0
