@@ -47,8 +47,8 @@ ENTRIES: list[EnvEntry] = [
     EnvEntry(
         "EarlyExp/FlightBooking-v0",
         "earlyexp.envs.flights.env:FlightBookingEnv",
-        "book flights on a real web site (Starlette + SQLite) driven by Playwright in headless Chromium",
-        "unseen airports and airlines, arrival-window and layover constraints, a second site layout",
+        "book flights on a real web site (Starlette, SQLite) via Playwright in headless Chromium",
+        "unseen airports and airlines, arrival-window and layover limits, a second site layout",
         tags=("browser",),
     ),
 ]

@@ -67,7 +67,8 @@ READ_PAGE = r"""
     const info = {id, kind, label: labelOf(el), name: el.getAttribute('name') || '',
       disabled: !!el.disabled, value: '', options: [], values: [],
       href: el.getAttribute('href') || '', flight: el.getAttribute('data-flight') || '',
-      nav: kind === 'link' || (kind === 'button' && !!el.form && (el.type || 'submit') === 'submit')};
+      nav: kind === 'link' ||
+        (kind === 'button' && !!el.form && (el.type || 'submit') === 'submit')};
     let text = `[${id}] ${kind} ${q(info.label)}`;
     if (kind === 'textbox') {
       info.value = el.value;
@@ -96,7 +97,9 @@ READ_PAGE = r"""
       if (tag === 'LABEL' && c.control) continue;
       const kind = kindOf(c);
       if (kind) { buf.push(describe(c, kind)); continue; }
-      if (/^H[1-6]$/.test(tag)) { flush(); lines.push('heading ' + q(clean(c.textContent))); continue; }
+      if (/^H[1-6]$/.test(tag)) {
+        flush(); lines.push('heading ' + q(clean(c.textContent))); continue;
+      }
       if (c.getAttribute('role') === 'alert') {
         flush(); const start = lines.length; walk(c); flush();
         for (let i = start; i < lines.length; i++) lines[i] = 'alert: ' + lines[i];
@@ -143,7 +146,11 @@ activation behaviour (``el.click()``: follow the link, submit the form with its 
 
 
 def _system_chromium() -> str | None:
-    for exe in (*SYSTEM_CHROMIUMS, shutil.which("chromium") or "", shutil.which("chromium-browser") or ""):
+    for exe in (
+        *SYSTEM_CHROMIUMS,
+        shutil.which("chromium") or "",
+        shutil.which("chromium-browser") or "",
+    ):
         if exe and os.path.exists(exe):
             return exe
     return None
@@ -184,9 +191,12 @@ class _Browsers:
                 self._shutdown()
                 raise RuntimeError(
                     "Expect a Chromium (Playwright's or /usr/bin/chromium), actually: none found. "
-                    "Run `make install`, `playwright install chromium` or `apt-get install chromium`."
+                    "Run `make install`, `playwright install chromium` or "
+                    "`apt-get install chromium`."
                 )
-        self.browser = self.pw.chromium.launch(executable_path=exe, headless=True, args=CHROMIUM_ARGS)
+        self.browser = self.pw.chromium.launch(
+            executable_path=exe, headless=True, args=CHROMIUM_ARGS
+        )
 
     def _shutdown(self) -> None:
         for closer in (getattr(self.browser, "close", None), getattr(self.pw, "stop", None)):
@@ -238,7 +248,9 @@ class Tab:
         """Start a fresh session (and browser context) with session context ``ctx``."""
         self._drop()
         self.sid = self.store.create_session(ctx)
-        self.context = BROWSERS.get().new_context(base_url=self.server.url, java_script_enabled=True)
+        self.context = BROWSERS.get().new_context(
+            base_url=self.server.url, java_script_enabled=True
+        )
         self.context.add_cookies([{"name": COOKIE, "value": self.sid, "url": self.server.url}])
         self.page = self.context.new_page()
         self.page.set_default_timeout(self.timeout_ms)

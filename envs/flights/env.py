@@ -16,10 +16,19 @@ from earlyexp.envs.flights.tasks import FlightTask, generate_task, instruction, 
 GRAMMAR = ActionGrammar(
     (
         ActionSpec("click", ("id",), "click a link, button or seat.", ("click[e12]",)),
-        ActionSpec("type", ("id", "text"), "replace the text of a text box.", ("type[e1][Denver (DEN)]",)),
-        ActionSpec("select", ("id", "option"), "choose a menu option by its text.", ("select[e5][2 adults]",)),
+        ActionSpec(
+            "type", ("id", "text"), "replace the text of a text box.", ("type[e1][Denver (DEN)]",)
+        ),
+        ActionSpec(
+            "select",
+            ("id", "option"),
+            "choose a menu option by its text.",
+            ("select[e5][2 adults]",),
+        ),
         ActionSpec("back", (), "go back to the previous page.", ("back",)),
-        ActionSpec("scroll", ("direction",), "show more of a long page: up or down.", ("scroll[down]",)),
+        ActionSpec(
+            "scroll", ("direction",), "show more of a long page: up or down.", ("scroll[down]",)
+        ),
     )
 )
 MAX_TYPED = 200
@@ -166,8 +175,15 @@ class FlightBookingEnv(TextEnv[FlightTask]):
         tab = self._live()
         tab.open(self._ctx(task))
         page = tab.goto("/")
-        self.state = {"ctx": self._ctx(task), "url": page["url"], "history": [page["url"]], "drafts": {},
-                      "scroll": 0, "page": page, "session": tab.store.export(tab.sid)}  # fmt: skip
+        self.state = {
+            "ctx": self._ctx(task),
+            "url": page["url"],
+            "history": [page["url"]],
+            "drafts": {},
+            "scroll": 0,
+            "page": page,
+            "session": tab.store.export(tab.sid),
+        }
         self._synced = True
         return "The flight booking site is open."
 
@@ -196,26 +212,50 @@ class FlightBookingEnv(TextEnv[FlightTask]):
     def _click(self, el: dict[str, Any]) -> Outcome:
         if el["kind"] in ("textbox", "select"):
             verb = "type" if el["kind"] == "textbox" else "select"
-            return Outcome(False, f"{el['id']} is a {el['kind']} ({el['label']!r}): use {verb}[{el['id']}][...].")
-        return self._browse(lambda tab: tab.click(el["id"], el["nav"]), f"Clicked {el['kind']} {el['label']!r}.")
+            return Outcome(
+                False,
+                f"{el['id']} is a {el['kind']} ({el['label']!r}): use {verb}[{el['id']}][...].",
+            )
+        return self._browse(
+            lambda tab: tab.click(el["id"], el["nav"]), f"Clicked {el['kind']} {el['label']!r}."
+        )
 
     def _type(self, el: dict[str, Any], text: str) -> Outcome:
         if el["kind"] != "textbox":
-            return Outcome(False, f"Cannot type into {el['id']}: it is a {el['kind']} ({el['label']!r}).")
+            return Outcome(
+                False, f"Cannot type into {el['id']}: it is a {el['kind']} ({el['label']!r})."
+            )
         if len(text) > MAX_TYPED or any(ord(c) < 32 for c in text):
-            return Outcome(False, f"Cannot type {echo(text)}: at most {MAX_TYPED} printable characters.")
+            return Outcome(
+                False, f"Cannot type {echo(text)}: at most {MAX_TYPED} printable characters."
+            )
         self.state["drafts"][el["id"]] = ("type", text)
-        return self._browse(lambda tab: tab.fill(el["id"], text), f"Typed {text!r} into {el['label']!r}.")
+        return self._browse(
+            lambda tab: tab.fill(el["id"], text), f"Typed {text!r} into {el['label']!r}."
+        )
 
     def _select(self, el: dict[str, Any], option: str) -> Outcome:
         if el["kind"] != "select":
-            return Outcome(False, f"Cannot select in {el['id']}: it is a {el['kind']} ({el['label']!r}).")
+            return Outcome(
+                False, f"Cannot select in {el['id']}: it is a {el['kind']} ({el['label']!r})."
+            )
         key = option.strip().casefold()
-        hits = [v for o, v in zip(el["options"], el["values"]) if key in (o.casefold(), v.casefold())]
+        hits = [
+            v
+            for o, v in zip(el["options"], el["values"], strict=True)
+            if key in (o.casefold(), v.casefold())
+        ]
         if not hits:
-            return Outcome(False, f"No option {echo(option)} in {el['label']!r}. Options: {' | '.join(el['options'])}.")
+            return Outcome(
+                False,
+                f"No option {echo(option)} in {el['label']!r}. "
+                f"Options: {' | '.join(el['options'])}.",
+            )
         self.state["drafts"][el["id"]] = ("select", hits[0])
-        return self._browse(lambda tab: tab.select(el["id"], hits[0]), f"Selected {option.strip()!r} in {el['label']!r}.")  # fmt: skip
+        return self._browse(
+            lambda tab: tab.select(el["id"], hits[0]),
+            f"Selected {option.strip()!r} in {el['label']!r}.",
+        )
 
     def _back(self) -> Outcome:
         history = self.state["history"]
@@ -231,11 +271,19 @@ class FlightBookingEnv(TextEnv[FlightTask]):
     def _scroll(self, direction: str) -> Outcome:
         d = direction.strip().lower()
         if d not in ("up", "down"):
-            return Outcome(False, f"Cannot scroll {echo(direction)}: use scroll[up] or scroll[down].")
-        n, top, step = len(self.state["page"]["lines"]), self.state["scroll"], self.viewport_lines // 2
+            return Outcome(
+                False, f"Cannot scroll {echo(direction)}: use scroll[up] or scroll[down]."
+            )
+        n, top, step = (
+            len(self.state["page"]["lines"]),
+            self.state["scroll"],
+            self.viewport_lines // 2,
+        )
         new = max(0, top - step) if d == "up" else min(max(0, n - self.viewport_lines), top + step)
         if new == top:
-            return Outcome(False, f"Cannot scroll {d}: already at the {'top' if d == 'up' else 'bottom'}.")
+            return Outcome(
+                False, f"Cannot scroll {d}: already at the {'top' if d == 'up' else 'bottom'}."
+            )
         self.state["scroll"] = new
         return Outcome(True, f"Scrolled {d}.")
 
@@ -300,9 +348,14 @@ class FlightBookingEnv(TextEnv[FlightTask]):
         booking = bookings[0] if bookings else None
         items = rubric(self.task, booking)
         score = sum(i["met"] for i in items) / len(items) if booking else 0.0
-        details = {"booking_ref": booking["ref"] if booking else None,
-                   "booked_flight": booking["flight_id"] if booking else None, "target_flight": self.task.target}  # fmt: skip
-        return Evaluation(score, items, details, success=bool(booking) and all(i["met"] for i in items))
+        details = {
+            "booking_ref": booking["ref"] if booking else None,
+            "booked_flight": booking["flight_id"] if booking else None,
+            "target_flight": self.task.target,
+        }
+        return Evaluation(
+            score, items, details, success=bool(booking) and all(i["met"] for i in items)
+        )
 
     def _finish_step(self, outcome: Outcome) -> tuple[str, float, bool, bool, StepInfo]:
         if self._error is None:
@@ -329,9 +382,20 @@ class FlightBookingEnv(TextEnv[FlightTask]):
 
     def state_fingerprint(self) -> Any:
         """URL, page text, typed drafts, history, scroll and the live server session."""
-        live = self._tab.store.export(self._tab.sid) if self._tab is not None and self._tab.sid else None
+        live = (
+            self._tab.store.export(self._tab.sid)
+            if self._tab is not None and self._tab.sid
+            else None
+        )
         s = self.state
-        return (s["url"], tuple(s["page"]["lines"]), str(s["drafts"]), tuple(s["history"]), s["scroll"], live)
+        return (
+            s["url"],
+            tuple(s["page"]["lines"]),
+            str(s["drafts"]),
+            tuple(s["history"]),
+            s["scroll"],
+            live,
+        )
 
     def __getstate__(self) -> dict[str, Any]:
         d = self.__dict__.copy()

@@ -35,7 +35,11 @@ def _home(elements: list[Element]) -> str:
 
 def _submit(elements: list[Element], exclude: tuple[str, ...] = ()) -> str:
     """Click the form's submit button (the last enabled submit that is not excluded)."""
-    buttons = [e for e in elements if e["kind"] == "button" and e["nav"] and not e["disabled"] and e["name"] not in exclude]  # fmt: skip
+    buttons = [
+        e
+        for e in elements
+        if e["kind"] == "button" and e["nav"] and not e["disabled"] and e["name"] not in exclude
+    ]
     return _click(buttons[-1])
 
 
@@ -62,8 +66,13 @@ def fill(elements: list[Element], values: dict[str, str]) -> str | None:
 
 def search_values(task: FlightTask) -> dict[str, str]:
     """The search form as the expert fills it."""
-    return {"origin": AIRPORTS[task.origin].label, "destination": AIRPORTS[task.destination].label,
-            "date": task.date, "adults": str(task.adults), "cabin": task.cabin}  # fmt: skip
+    return {
+        "origin": AIRPORTS[task.origin].label,
+        "destination": AIRPORTS[task.destination].label,
+        "date": task.date,
+        "adults": str(task.adults),
+        "cabin": task.cabin,
+    }
 
 
 def desired_view(task: FlightTask) -> ResultView:
@@ -71,7 +80,9 @@ def desired_view(task: FlightTask) -> ResultView:
     sort = {"cheapest": "price", "fastest": "duration"}.get(task.objective, "departure")
     stops = task.constraint("stops")
     airline = task.constraint("airline")
-    return ResultView(sort=sort, stops="any" if stops is None else str(stops), airline=airline or "any")
+    return ResultView(
+        sort=sort, stops="any" if stops is None else str(stops), airline=airline or "any"
+    )
 
 
 def _search_matches(task: FlightTask, q: dict[str, str]) -> bool:
@@ -85,7 +96,9 @@ def _view_distance(a: ResultView, b: ResultView) -> int:
 
 def _results_action(task: FlightTask, elements: list[Element], q: dict[str, str]) -> str:
     if not _search_matches(task, q):
-        return _click(next(e for e in elements if e["kind"] == "link" and e["href"].startswith("/?")))
+        return _click(
+            next(e for e in elements if e["kind"] == "link" and e["href"].startswith("/?"))
+        )
     view = ResultView.from_query(q)
     on_page = [e for e in elements if e["flight"] == task.target]
     if on_page:
@@ -96,7 +109,11 @@ def _results_action(task: FlightTask, elements: list[Element], q: dict[str, str]
     shown = view_flights(task.flights(), view, task.cabin)
     index = next(i for i, f in enumerate(shown) if f.id == task.target)
     page = index // PAGE_SIZE + 1
-    links = [(e, ResultView.from_query(_query(e["href"])[1])) for e in elements if e["kind"] == "link" and e["href"].startswith("/results")]  # fmt: skip
+    links = [
+        (e, ResultView.from_query(_query(e["href"])[1]))
+        for e in elements
+        if e["kind"] == "link" and e["href"].startswith("/results")
+    ]
     same = [(e, v) for e, v in links if _view_distance(v, view) == 0 and v.page != view.page]
     best = min(same, key=lambda ev: abs(ev[1].page - page))
     return _click(best[0])
@@ -108,7 +125,11 @@ def _change_view(elements: list[Element], view: ResultView, want: ResultView) ->
     if "sort" in selects:  # the compact layout: menus and an Apply button
         action = fill(elements, {f: getattr(want, f) for f in VIEW_FIELDS})
         return action or _submit(elements)
-    links = [(e, ResultView.from_query(_query(e["href"])[1])) for e in elements if e["kind"] == "link" and e["href"].startswith("/results")]  # fmt: skip
+    links = [
+        (e, ResultView.from_query(_query(e["href"])[1]))
+        for e in elements
+        if e["kind"] == "link" and e["href"].startswith("/results")
+    ]
     now = _view_distance(view, want)
     closer = [(e, v) for e, v in links if _view_distance(v, want) < now]
     return _click(min(closer, key=lambda ev: _view_distance(ev[1], want))[0])
@@ -132,7 +153,11 @@ def _seats_action(task: FlightTask, page: dict[str, Any]) -> str:
     chosen = next((ln.split(":", 1)[1] for ln in page["lines"] if ln.startswith("Chosen:")), "")
     if any(s.strip() and seat_kind(s.strip()) != kind for s in chosen.split(",")):
         return _click(next(e for e in elements if e["name"] == "clear"))
-    free = [e for e in elements if e["name"] == "seat" and not e["disabled"] and seat_kind(e["label"].split()[0]) == kind]  # fmt: skip
+    free = [
+        e
+        for e in elements
+        if e["name"] == "seat" and not e["disabled"] and seat_kind(e["label"].split()[0]) == kind
+    ]
     return _click(free[0])
 
 
@@ -146,9 +171,15 @@ def expert_action(task: FlightTask, page: dict[str, Any]) -> str:
     if path == "/results":
         return _results_action(task, elements, q)
     if path.startswith("/flight/"):
-        if path.endswith(task.target) and q.get("cabin") == task.cabin and q.get("adults") == str(task.adults):
+        if (
+            path.endswith(task.target)
+            and q.get("cabin") == task.cabin
+            and q.get("adults") == str(task.adults)
+        ):
             return _submit(elements)
-        return _click(next(e for e in elements if e["kind"] == "link" and e["href"].startswith("/results")))
+        return _click(
+            next(e for e in elements if e["kind"] == "link" and e["href"].startswith("/results"))
+        )
     if path.startswith("/book/") and not any(_trip_text(task) in ln for ln in page["lines"]):
         return _home(elements)
     if path == "/book/passengers":
@@ -157,6 +188,8 @@ def expert_action(task: FlightTask, page: dict[str, Any]) -> str:
     if path == "/book/seats":
         return _seats_action(task, page)
     if path == "/book/payment":
-        values = forms.task_payment_values(task.theme, task.card_number, task.card_expiry, task.card_name)
+        values = forms.task_payment_values(
+            task.theme, task.card_number, task.card_expiry, task.card_name
+        )
         return fill(elements, values) or _submit(elements)
     return _home(elements)

@@ -33,12 +33,21 @@ def _airport_error(text: str, what: str) -> str | None:
     if find_airport(text) is not None:
         return None
     hints = ", ".join(a.label for a in suggest_airports(text))
-    return f"Unknown airport '{shown(text)}' in {what}." + (f" Did you mean: {hints}?" if hints else "")
+    return f"Unknown airport '{shown(text)}' in {what}." + (
+        f" Did you mean: {hints}?" if hints else ""
+    )
 
 
 def check_search(values: dict[str, str]) -> list[str]:
     """Errors of a flight search (empty when it can run)."""
-    errors = [e for e in (_airport_error(values["origin"], "From"), _airport_error(values["destination"], "To")) if e]  # fmt: skip
+    errors = [
+        e
+        for e in (
+            _airport_error(values["origin"], "From"),
+            _airport_error(values["destination"], "To"),
+        )
+        if e
+    ]
     o, d = find_airport(values["origin"]), find_airport(values["destination"])
     if o is not None and o == d:
         errors.append("From and To must be different airports.")
@@ -49,7 +58,11 @@ def check_search(values: dict[str, str]) -> list[str]:
         err = check_travel_date(values["return"], "Return date")
         if err:
             errors.append(err)
-        elif not err and not check_travel_date(values["date"]) and values["return"].strip() < values["date"].strip():  # fmt: skip
+        elif (
+            not err
+            and not check_travel_date(values["date"])
+            and values["return"].strip() < values["date"].strip()
+        ):
             errors.append("Return date must not be before the departure date.")
     adults = values["adults"].strip()
     if not (adults.isdigit() and adults.isascii() and 1 <= int(adults) <= MAX_ADULTS):
@@ -61,10 +74,14 @@ def check_search(values: dict[str, str]) -> list[str]:
 
 def passenger_fields(theme: str, k: int) -> tuple[str, ...]:
     """Field names of passenger ``k`` (1-based) in ``theme``."""
-    return (f"name_{k}", f"dob_{k}") if theme == "compact" else (f"first_{k}", f"last_{k}", f"dob_{k}")
+    return (
+        (f"name_{k}", f"dob_{k}") if theme == "compact" else (f"first_{k}", f"last_{k}", f"dob_{k}")
+    )
 
 
-def check_passengers(theme: str, values: dict[str, str], adults: int, travel: str) -> tuple[list[str], list[dict[str, Any]]]:  # fmt: skip
+def check_passengers(
+    theme: str, values: dict[str, str], adults: int, travel: str
+) -> tuple[list[str], list[dict[str, Any]]]:
     """Errors of the passenger form and the parsed passengers ``{name, dob}``."""
     errors, people = [], []
     for k in range(1, adults + 1):
@@ -101,7 +118,10 @@ def payment_fields(theme: str) -> tuple[str, ...]:
 
 def check_payment(theme: str, values: dict[str, str]) -> list[str]:
     """Errors of the payment form."""
-    errors = [check_name(values.get("card_name", ""), "Name on card"), check_card(values.get("card_number", ""))]
+    errors = [
+        check_name(values.get("card_name", ""), "Name on card"),
+        check_card(values.get("card_number", "")),
+    ]
     if theme == "compact":
         m, y = values.get("exp_month", ""), values.get("exp_year", "")
         month = int(m) if m.isdigit() and m.isascii() else None

@@ -24,9 +24,19 @@ from earlyexp.envs.flights.data import (
 )
 
 PAGE_SIZE = 8
-SORTS = {"departure": "Departure time", "price": "Price", "duration": "Duration", "arrival": "Arrival time"}
+SORTS = {
+    "departure": "Departure time",
+    "price": "Price",
+    "duration": "Duration",
+    "arrival": "Arrival time",
+}
 STOP_FILTERS = {"any": "Any number of stops", "0": "Nonstop only", "1": "1 stop or fewer"}
-TIME_FILTERS = {"any": "Any time", "morning": "Morning (before 12:00)", "afternoon": "Afternoon (12:00-17:59)", "evening": "Evening (18:00 or later)"}  # fmt: skip
+TIME_FILTERS = {
+    "any": "Any time",
+    "morning": "Morning (before 12:00)",
+    "afternoon": "Afternoon (12:00-17:59)",
+    "evening": "Evening (18:00 or later)",
+}
 
 
 @dataclass(frozen=True)
@@ -86,7 +96,7 @@ def stops_text(f: Flight) -> str:
     """``Nonstop`` or ``1 stop (DFW 1h 20m)``."""
     if not f.via:
         return "Nonstop"
-    legs = ", ".join(f"{v} {span(w)}" for v, w in zip(f.via, f.layovers))
+    legs = ", ".join(f"{v} {span(w)}" for v, w in zip(f.via, f.layovers, strict=True))
     return f"{f.stops} stop{'s' if f.stops > 1 else ''} ({legs})"
 
 
@@ -189,7 +199,9 @@ class ResultView:
 
 def _time_ok(f: Flight, window: str) -> bool:
     hour = f.depart // 60
-    return {"any": True, "morning": hour < 12, "afternoon": 12 <= hour < 18, "evening": hour >= 18}[window]
+    return {"any": True, "morning": hour < 12, "afternoon": 12 <= hour < 18, "evening": hour >= 18}[
+        window
+    ]
 
 
 def view_flights(flights: tuple[Flight, ...], view: ResultView, cabin: str) -> list[Flight]:
@@ -230,5 +242,7 @@ def seat_map(flight_id: str, cabin: str) -> list[tuple[int, list[tuple[str, bool
     first = FIRST_ROW.get(cabin, FIRST_ROW["economy"])
     rows = []
     for r in range(first, first + SEAT_ROWS):
-        rows.append((r, [(f"{r}{c}", _seed("seat", flight_id, r, c) % 100 < 45) for c in SEAT_LETTERS]))
+        rows.append(
+            (r, [(f"{r}{c}", _seed("seat", flight_id, r, c) % 100 < 45) for c in SEAT_LETTERS])
+        )
     return rows

@@ -25,7 +25,13 @@ class SiteServer:
         port: TCP port; 0 picks a free one.
     """
 
-    def __init__(self, store: Store, default_ctx: dict[str, Any] | None = None, host: str = "127.0.0.1", port: int = 0) -> None:  # fmt: skip
+    def __init__(
+        self,
+        store: Store,
+        default_ctx: dict[str, Any] | None = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
+    ) -> None:
         import uvicorn
 
         from earlyexp.envs.flights.site import create_app
@@ -37,17 +43,24 @@ class SiteServer:
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._sock.bind((host, port))
         self.host, self.port = self._sock.getsockname()[:2]
-        config = uvicorn.Config(create_app(store, default_ctx), log_level="warning", access_log=False, lifespan="off")
+        config = uvicorn.Config(
+            create_app(store, default_ctx), log_level="warning", access_log=False, lifespan="off"
+        )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(
-            target=self._server.run, kwargs={"sockets": [self._sock]}, name="flights-site", daemon=True
+            target=self._server.run,
+            kwargs={"sockets": [self._sock]},
+            name="flights-site",
+            daemon=True,
         )
         self._thread.start()
         deadline = time.monotonic() + 20
         while not self._server.started:
             if not self._thread.is_alive() or time.monotonic() > deadline:
                 self.stop()
-                raise RuntimeError("Expect the flight site to start within 20 s, actually: it did not")
+                raise RuntimeError(
+                    "Expect the flight site to start within 20 s, actually: it did not"
+                )
             time.sleep(0.005)
 
     @property

@@ -69,8 +69,12 @@ def _jinja():
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.globals.update(clock=clock, span=span, stops_text=stops_text, airports=AIRPORTS, airlines=AIRLINES)
-    env.globals.update(cabins=CABINS, sorts=SORTS, stop_filters=STOP_FILTERS, time_filters=TIME_FILTERS)
+    env.globals.update(
+        clock=clock, span=span, stops_text=stops_text, airports=AIRPORTS, airlines=AIRLINES
+    )
+    env.globals.update(
+        cabins=CABINS, sorts=SORTS, stop_filters=STOP_FILTERS, time_filters=TIME_FILTERS
+    )
     env.globals.update(seat_kind=seat_kind)
     return env
 
@@ -92,7 +96,9 @@ def create_app(store: Store, default_ctx: dict[str, Any] | None = None):
         Route("/book/payment", site.payment, methods=["GET", "POST"]),
         Route("/confirmation/{ref}", site.confirmation),
         Route("/bookings", site.my_bookings),
-        Mount("/static", StaticFiles(directory=str(assets.path("flights", "static"))), name="static"),
+        Mount(
+            "/static", StaticFiles(directory=str(assets.path("flights", "static"))), name="static"
+        ),
     ]
     return Starlette(routes=routes)
 
@@ -115,7 +121,11 @@ class _Site:
         ctx = self.store.context(sid) if sid else None
         if ctx is None:
             sid, ctx = self.store.create_session(self.default_ctx), dict(self.default_ctx)
-        request.state.session = (sid, ctx, ctx is not None and sid != request.cookies.get(COOKIE, ""))
+        request.state.session = (
+            sid,
+            ctx,
+            ctx is not None and sid != request.cookies.get(COOKIE, ""),
+        )
         return request.state.session
 
     def _page(self, request, name: str, **values: Any):
@@ -141,7 +151,9 @@ class _Site:
         values = {k: request.query_params.get(k, "") for k in forms.SEARCH_FIELDS}
         values["adults"] = values["adults"] or "1"
         values["cabin"] = values["cabin"] or "economy"
-        return self._page(request, "search_@.html", values=values, errors=[], title="Search flights")
+        return self._page(
+            request, "search_@.html", values=values, errors=[], title="Search flights"
+        )
 
     async def results(self, request):
         """Result list of a search, or the search form with its errors."""
@@ -149,7 +161,9 @@ class _Site:
         values = {k: q.get(k, "") for k in forms.SEARCH_FIELDS}
         errors = forms.check_search(values)
         if errors:
-            return self._page(request, "search_@.html", values=values, errors=errors, title="Search flights")
+            return self._page(
+                request, "search_@.html", values=values, errors=errors, title="Search flights"
+            )
         _, ctx, _ = self._session(request)
         o, d = find_airport(values["origin"]), find_airport(values["destination"])
         assert o is not None and d is not None
@@ -159,8 +173,14 @@ class _Site:
         shown = view_flights(schedule(ctx["seed"], ctx["world"], o.code, d.code, date), view, cabin)
         pages = page_count(len(shown))
         view = dataclasses.replace(view, page=min(view.page, pages))
-        base = {"origin": o.code, "destination": d.code, "date": date, "return": values["return"].strip(),
-                "adults": str(adults), "cabin": cabin}  # fmt: skip
+        base = {
+            "origin": o.code,
+            "destination": d.code,
+            "date": date,
+            "return": values["return"].strip(),
+            "adults": str(adults),
+            "cabin": cabin,
+        }
         state = dict(base, **{f.name: str(getattr(view, f.name)) for f in dataclasses.fields(view)})
 
         def link(**changes: Any) -> str:
@@ -169,16 +189,44 @@ class _Site:
                 query["page"] = "1"
             return "/results?" + urlencode(query)
 
-        flight_link = {f.id: f"/flight/{f.id}?" + urlencode({"cabin": cabin, "adults": adults}) for f in shown}
+        flight_link = {
+            f.id: f"/flight/{f.id}?" + urlencode({"cabin": cabin, "adults": adults}) for f in shown
+        }
         return self._page(
-            request, "results_@.html", title=f"Flights {o.code} to {d.code}",
-            origin=o, destination=d, date=date, cabin=cabin, adults=adults, view=view,
-            flights=page_of(shown, view.page), total=len(shown), pages=pages, link=link,
-            flight_link=flight_link, modify="/?" + urlencode(base), base=base,
-            airline_codes=sorted({f.airline for f in schedule(ctx["seed"], ctx["world"], o.code, d.code, date)}),
-            return_link=("/results?" + urlencode(dict(base, origin=d.code, destination=o.code, date=base["return"], **{"return": ""})))  # fmt: skip
-            if base["return"] else None,
-        )  # fmt: skip
+            request,
+            "results_@.html",
+            title=f"Flights {o.code} to {d.code}",
+            origin=o,
+            destination=d,
+            date=date,
+            cabin=cabin,
+            adults=adults,
+            view=view,
+            flights=page_of(shown, view.page),
+            total=len(shown),
+            pages=pages,
+            link=link,
+            flight_link=flight_link,
+            modify="/?" + urlencode(base),
+            base=base,
+            airline_codes=sorted(
+                {f.airline for f in schedule(ctx["seed"], ctx["world"], o.code, d.code, date)}
+            ),
+            return_link=(
+                "/results?"
+                + urlencode(
+                    dict(
+                        base,
+                        origin=d.code,
+                        destination=o.code,
+                        date=base["return"],
+                        **{"return": ""},
+                    )
+                )
+            )
+            if base["return"]
+            else None,
+        )
 
     async def details(self, request):
         """One flight: legs, layovers, fares; a button to book it."""
@@ -186,12 +234,32 @@ class _Site:
         flight = find_flight(ctx["seed"], ctx["world"], request.path_params["fid"])
         cabin = request.query_params.get("cabin", "economy")
         adults = request.query_params.get("adults", "1")
-        if flight is None or cabin not in CABINS or not (adults.isdigit() and 1 <= int(adults) <= forms.MAX_ADULTS):
-            return self._page(request, "message.html", title="Not found", message="This flight does not exist.")
-        back = "/results?" + urlencode({"origin": flight.origin, "destination": flight.destination,
-                                        "date": flight.date, "adults": adults, "cabin": cabin})  # fmt: skip
-        return self._page(request, "details.html", title=f"Flight {flight.code}", flight=flight,
-                          cabin=cabin, adults=int(adults), back=back)  # fmt: skip
+        if (
+            flight is None
+            or cabin not in CABINS
+            or not (adults.isdigit() and 1 <= int(adults) <= forms.MAX_ADULTS)
+        ):
+            return self._page(
+                request, "message.html", title="Not found", message="This flight does not exist."
+            )
+        back = "/results?" + urlencode(
+            {
+                "origin": flight.origin,
+                "destination": flight.destination,
+                "date": flight.date,
+                "adults": adults,
+                "cabin": cabin,
+            }
+        )
+        return self._page(
+            request,
+            "details.html",
+            title=f"Flight {flight.code}",
+            flight=flight,
+            cabin=cabin,
+            adults=int(adults),
+            back=back,
+        )
 
     # ------------------------------------------------------------------ booking flow
     async def book(self, request):
@@ -200,10 +268,20 @@ class _Site:
         form = await request.form()
         flight = find_flight(ctx["seed"], ctx["world"], str(form.get("flight", "")))
         cabin, adults = str(form.get("cabin", "")), str(form.get("adults", ""))
-        if flight is None or cabin not in CABINS or not (adults.isdigit() and 1 <= int(adults) <= forms.MAX_ADULTS):
+        if (
+            flight is None
+            or cabin not in CABINS
+            or not (adults.isdigit() and 1 <= int(adults) <= forms.MAX_ADULTS)
+        ):
             return self._redirect("/")
         state = self.store.state(sid)
-        state["cart"] = {"flight": flight.id, "cabin": cabin, "adults": int(adults), "seats": [], "seats_done": False}
+        state["cart"] = {
+            "flight": flight.id,
+            "cabin": cabin,
+            "adults": int(adults),
+            "seats": [],
+            "seats_done": False,
+        }
         state["forms"] = {}
         self.store.set_state(sid, state)
         return self._redirect("/book/passengers")
@@ -223,7 +301,9 @@ class _Site:
         theme = ctx.get("theme", "classic")
         if request.method == "POST":
             form = await request.form()
-            names = [f for k in range(1, cart["adults"] + 1) for f in forms.passenger_fields(theme, k)]
+            names = [
+                f for k in range(1, cart["adults"] + 1) for f in forms.passenger_fields(theme, k)
+            ]
             values = {k: str(form.get(k, "")) for k in (*names, "email")}
             errors, people = forms.check_passengers(theme, values, cart["adults"], flight.date)
             state["forms"]["passengers"] = values
@@ -235,8 +315,15 @@ class _Site:
         errors = []
         if request.query_params.get("check"):
             errors, _ = forms.check_passengers(theme, values, cart["adults"], flight.date)
-        return self._page(request, "passengers_@.html", title="Passenger details", flight=flight,
-                          cart=cart, values=values, errors=errors)  # fmt: skip
+        return self._page(
+            request,
+            "passengers_@.html",
+            title="Passenger details",
+            flight=flight,
+            cart=cart,
+            values=values,
+            errors=errors,
+        )
 
     async def seats(self, request):
         """The seat map: one seat per traveller, or skip."""
@@ -260,8 +347,16 @@ class _Site:
             return self._redirect("/book/payment" if cart["seats_done"] else "/book/seats")
         people = state["people"]
         current = people[len(cart["seats"])]["name"] if len(cart["seats"]) < len(people) else None
-        return self._page(request, "seats.html", title="Choose seats", flight=flight, cart=cart,
-                          seatmap=seatmap, people=people, current=current)  # fmt: skip
+        return self._page(
+            request,
+            "seats.html",
+            title="Choose seats",
+            flight=flight,
+            cart=cart,
+            seatmap=seatmap,
+            people=people,
+            current=current,
+        )
 
     async def payment(self, request):
         """Card details; a valid payment creates the booking row."""
@@ -283,15 +378,34 @@ class _Site:
             return self._redirect(f"/confirmation/{ref}")
         values = state["forms"].get("payment", {})
         errors = forms.check_payment(theme, values) if request.query_params.get("check") else []
-        return self._page(request, "payment_@.html", title="Payment", flight=flight, cart=cart,
-                          values=values, errors=errors, total=total, people=state["people"])  # fmt: skip
+        return self._page(
+            request,
+            "payment_@.html",
+            title="Payment",
+            flight=flight,
+            cart=cart,
+            values=values,
+            errors=errors,
+            total=total,
+            people=state["people"],
+        )
 
     def _create_booking(self, sid, state, cart, flight, values, total) -> str:
-        people = [dict(p, seat=cart["seats"][i] if i < len(cart["seats"]) else None) for i, p in enumerate(state["people"])]  # fmt: skip
+        people = [
+            dict(p, seat=cart["seats"][i] if i < len(cart["seats"]) else None)
+            for i, p in enumerate(state["people"])
+        ]
         digits = values["card_number"].replace(" ", "").replace("-", "")
-        row = {"flight_id": flight.id, "cabin": cart["cabin"], "adults": cart["adults"],
-               "passengers": people, "email": state["forms"]["passengers"]["email"].strip(),
-               "card_name": values["card_name"].strip(), "card_last4": digits[-4:], "total": total}  # fmt: skip
+        row = {
+            "flight_id": flight.id,
+            "cabin": cart["cabin"],
+            "adults": cart["adults"],
+            "passengers": people,
+            "email": state["forms"]["passengers"]["email"].strip(),
+            "card_name": values["card_name"].strip(),
+            "card_last4": digits[-4:],
+            "total": total,
+        }
         ref = self.store.add_booking(sid, row)
         state["cart"], state["forms"], state["people"] = None, {}, None
         self.store.set_state(sid, state)
@@ -300,35 +414,61 @@ class _Site:
     async def confirmation(self, request):
         """The booking's confirmation page with its reference."""
         sid, ctx, _ = self._session(request)
-        booking = next((b for b in self.store.bookings(sid) if b["ref"] == request.path_params["ref"]), None)
+        booking = next(
+            (b for b in self.store.bookings(sid) if b["ref"] == request.path_params["ref"]), None
+        )
         if booking is None:
-            return self._page(request, "message.html", title="Not found", message="No such booking.")
+            return self._page(
+                request, "message.html", title="Not found", message="No such booking."
+            )
         flight = find_flight(ctx["seed"], ctx["world"], booking["flight_id"])
-        return self._page(request, "confirmation.html", title="Booking confirmed", booking=booking, flight=flight)
+        return self._page(
+            request, "confirmation.html", title="Booking confirmed", booking=booking, flight=flight
+        )
 
     async def my_bookings(self, request):
         """The visitor's bookings."""
         sid, ctx, _ = self._session(request)
-        rows = [(b, find_flight(ctx["seed"], ctx["world"], b["flight_id"])) for b in self.store.bookings(sid)]
+        rows = [
+            (b, find_flight(ctx["seed"], ctx["world"], b["flight_id"]))
+            for b in self.store.bookings(sid)
+        ]
         return self._page(request, "bookings.html", title="My bookings", rows=rows)
 
 
 def main(argv: list[str] | None = None) -> int:
     """``earlyexp serve flights``: run the site for people on 127.0.0.1 and print its URL."""
-    parser = argparse.ArgumentParser(prog="earlyexp serve flights", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="earlyexp serve flights", description=__doc__.splitlines()[0]
+    )
     defaults = SiteConfig()
-    parser.add_argument("--host", default=defaults.host, help="interface to bind (default: loopback)")
-    parser.add_argument("--port", type=int, default=defaults.port, help="TCP port (0: any free port)")
+    parser.add_argument(
+        "--host", default=defaults.host, help="interface to bind (default: loopback)"
+    )
+    parser.add_argument(
+        "--port", type=int, default=defaults.port, help="TCP port (0: any free port)"
+    )
     parser.add_argument("--theme", choices=THEMES, default=defaults.theme, help="site layout")
     parser.add_argument("--seed", type=int, default=defaults.seed, help="schedule seed")
-    parser.add_argument("--world", choices=("id", "ood"), default=defaults.world, help="airlines and hubs")
-    parser.add_argument("--db", default=defaults.db, help="SQLite file for bookings (default: memory)")
+    parser.add_argument(
+        "--world", choices=("id", "ood"), default=defaults.world, help="airlines and hubs"
+    )
+    parser.add_argument(
+        "--db", default=defaults.db, help="SQLite file for bookings (default: memory)"
+    )
     cfg = SiteConfig(**vars(parser.parse_args(argv)))
     from earlyexp.envs.flights.server import SiteServer
 
-    server = SiteServer(Store(cfg.db), {"seed": cfg.seed, "world": cfg.world, "theme": cfg.theme},
-                        host=cfg.host, port=cfg.port)  # fmt: skip
-    print(f"Flight booking site on {server.url}/ (flights in 2027; 'today' is {SITE_TODAY}). Ctrl-C stops it.")
+    server = SiteServer(
+        Store(cfg.db),
+        {"seed": cfg.seed, "world": cfg.world, "theme": cfg.theme},
+        host=cfg.host,
+        port=cfg.port,
+    )
+    print(
+        f"Flight booking site on {server.url}/ (flights in 2027; 'today' is {SITE_TODAY}). "
+        "Ctrl-C stops it."
+    )
     try:
         server.wait()
     except KeyboardInterrupt:

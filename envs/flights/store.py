@@ -28,7 +28,17 @@ CREATE TABLE IF NOT EXISTS bookings (
 );
 CREATE INDEX IF NOT EXISTS bookings_sid ON bookings (sid);
 """
-BOOKING_FIELDS = ("ref", "flight_id", "cabin", "adults", "passengers", "email", "card_name", "card_last4", "total")  # fmt: skip
+BOOKING_FIELDS = (
+    "ref",
+    "flight_id",
+    "cabin",
+    "adults",
+    "passengers",
+    "email",
+    "card_name",
+    "card_last4",
+    "total",
+)
 EMPTY_STATE: dict[str, Any] = {"cart": None, "forms": {}}
 
 
@@ -55,7 +65,9 @@ class Store:
         """Start a session with context ``ctx``; return its id."""
         sid = secrets.token_hex(12)
         with self._lock:
-            self._db.execute("INSERT INTO sessions VALUES (?, ?, ?)", (sid, _dump(ctx), _dump(EMPTY_STATE)))
+            self._db.execute(
+                "INSERT INTO sessions VALUES (?, ?, ?)", (sid, _dump(ctx), _dump(EMPTY_STATE))
+            )
         return sid
 
     def drop_session(self, sid: str) -> None:
@@ -84,7 +96,9 @@ class Store:
     def add_booking(self, sid: str, row: dict[str, Any]) -> str:
         """Insert a booking for the session; return its reference (deterministic per session)."""
         with self._lock:
-            (n,) = self._db.execute("SELECT COUNT(*) FROM bookings WHERE sid = ?", (sid,)).fetchone()
+            (n,) = self._db.execute(
+                "SELECT COUNT(*) FROM bookings WHERE sid = ?", (sid,)
+            ).fetchone()
             ctx = self.context(sid) or {}
             key = _dump([ctx.get("seed"), n, row["flight_id"], row["passengers"]])
             ref = _reference(key)
@@ -100,11 +114,12 @@ class Store:
         """The session's bookings, oldest first, passengers decoded."""
         with self._lock:
             rows = self._db.execute(
-                f"SELECT {', '.join(BOOKING_FIELDS)} FROM bookings WHERE sid = ? ORDER BY id", (sid,)
+                f"SELECT {', '.join(BOOKING_FIELDS)} FROM bookings WHERE sid = ? ORDER BY id",
+                (sid,),
             ).fetchall()
         out = []
         for r in rows:
-            b = dict(zip(BOOKING_FIELDS, r))
+            b = dict(zip(BOOKING_FIELDS, r, strict=True))
             b["passengers"] = json.loads(b["passengers"])
             out.append(b)
         return out
@@ -112,12 +127,18 @@ class Store:
     def count_bookings(self, sid: str) -> int:
         """Number of bookings of the session."""
         with self._lock:
-            return int(self._db.execute("SELECT COUNT(*) FROM bookings WHERE sid = ?", (sid,)).fetchone()[0])
+            return int(
+                self._db.execute("SELECT COUNT(*) FROM bookings WHERE sid = ?", (sid,)).fetchone()[
+                    0
+                ]
+            )
 
     def export(self, sid: str) -> tuple[str, str, str]:
         """The session's whole state as JSON strings ``(ctx, state, bookings)``."""
         with self._lock:
-            row = self._db.execute("SELECT ctx, state FROM sessions WHERE sid = ?", (sid,)).fetchone()
+            row = self._db.execute(
+                "SELECT ctx, state FROM sessions WHERE sid = ?", (sid,)
+            ).fetchone()
             books = self.bookings(sid)
         ctx, state = row if row else ("null", _dump(EMPTY_STATE))
         return ctx, state, _dump(books)
@@ -139,7 +160,9 @@ class Store:
     def table_names(self) -> list[str]:
         """Names of the database's tables (tests check injections dropped none)."""
         with self._lock:
-            rows = self._db.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall()
+            rows = self._db.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table'"
+            ).fetchall()
         return sorted(r[0] for r in rows)
 
 

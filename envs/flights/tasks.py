@@ -29,7 +29,15 @@ from earlyexp.envs.flights.validation import luhn_digit
 ID_KINDS = ("stops", "airline", "depart_after", "depart_before", "max_price", "seat")
 OOD_KINDS = ("arrive_between", "max_layover")
 OBJECTIVES = ("cheapest", "fastest", "earliest", "any")
-FLIGHT_KINDS = ("stops", "airline", "depart_after", "depart_before", "arrive_between", "max_layover", "max_price")  # fmt: skip
+FLIGHT_KINDS = (
+    "stops",
+    "airline",
+    "depart_after",
+    "depart_before",
+    "arrive_between",
+    "max_layover",
+    "max_price",
+)
 
 
 @dataclass(frozen=True)
@@ -152,7 +160,12 @@ def objective_met(objective: str, booked: Flight, pool: list[Flight], cabin: str
     return booked.depart == min(f.depart for f in pool)
 
 
-OBJECTIVE_WORDS = {"cheapest": "the cheapest", "fastest": "the fastest", "earliest": "the earliest", "any": "a"}
+OBJECTIVE_WORDS = {
+    "cheapest": "the cheapest",
+    "fastest": "the fastest",
+    "earliest": "the earliest",
+    "any": "a",
+}
 
 
 def _article(task: FlightTask) -> str:
@@ -169,7 +182,8 @@ def instruction(task: FlightTask) -> str:
     n = task.adults
     return (
         f"Book {_article(task)} {task.cabin} flight from {o} to {d} on "
-        f"{task.date}{', ' + ', '.join(cons) if cons else ''}, for {n} adult{'s' if n > 1 else ''}: "
+        f"{task.date}{', ' + ', '.join(cons) if cons else ''}, "
+        f"for {n} adult{'s' if n > 1 else ''}: "
         f"{people}. Contact email: {task.email}. Pay with card {task.card_number}, expiry "
         f"{task.card_expiry}, name on card {task.card_name}."
     )
@@ -211,7 +225,7 @@ def _passengers(rng: np.random.Generator, n: int) -> tuple[tuple[str, str, str],
     firsts = rng.choice(len(FIRST_NAMES), size=n, replace=False)
     lasts = rng.choice(len(LAST_NAMES), size=n, replace=False)
     out = []
-    for a, b in zip(firsts, lasts):
+    for a, b in zip(firsts, lasts, strict=True):
         y, m, d = int(rng.integers(1950, 2005)), int(rng.integers(1, 13)), int(rng.integers(1, 29))
         out.append((FIRST_NAMES[int(a)], LAST_NAMES[int(b)], f"{y:04d}-{m:02d}-{d:02d}"))
     return tuple(out)
@@ -225,7 +239,12 @@ def _card(rng: np.random.Generator) -> tuple[str, str]:
 
 
 def _seats_free(flight: Flight, cabin: str, kind: str) -> int:
-    return sum(1 for row in seat_map(flight.id, cabin) for s, taken in row[1] if not taken and seat_kind(s) == kind)
+    return sum(
+        1
+        for row in seat_map(flight.id, cabin)
+        for s, taken in row[1]
+        if not taken and seat_kind(s) == kind
+    )
 
 
 def _draw_constraints(rng, split, flights, cabin, adults):
@@ -244,12 +263,23 @@ def _draw_constraints(rng, split, flights, cabin, adults):
         pool = feasible(flights, cabin, values)
         target = best(pool, objective, cabin)
         if "max_price" in chosen:
-            values.append(("max_price", (target.prices[cabin] // 10 + 1 + int(rng.integers(0, 5))) * 10))
+            values.append(
+                ("max_price", (target.prices[cabin] // 10 + 1 + int(rng.integers(0, 5))) * 10)
+            )
         if rng.random() < 0.2:
             kind = "window" if rng.random() < 0.5 else "aisle"
             if _seats_free(target, cabin, kind) >= adults:
                 values.append(("seat", kind))
-        return tuple(sorted(values, key=lambda kv: FLIGHT_KINDS.index(kv[0]) if kv[0] in FLIGHT_KINDS else 99)), objective, target  # fmt: skip
+        return (
+            tuple(
+                sorted(
+                    values,
+                    key=lambda kv: FLIGHT_KINDS.index(kv[0]) if kv[0] in FLIGHT_KINDS else 99,
+                )
+            ),
+            objective,
+            target,
+        )
     raise RuntimeError("Expect a feasible constraint set within 200 draws, actually: none")
 
 
@@ -270,12 +300,22 @@ def generate_task(rng: np.random.Generator, split: str) -> FlightTask:
     card_number, card_expiry = _card(rng)
     first, last, _ = passengers[0]
     return FlightTask(
-        seed=seed, world=world, theme="compact" if split == "ood" else "classic",
-        origin=origin, destination=destination, date=str(date), cabin=cabin,
-        passengers=passengers, email=f"{first}.{last}@example.com".lower(),
-        card_number=card_number, card_expiry=card_expiry, card_name=f"{first} {last}",
-        constraints=constraints, objective=objective, target=target.id,
-    )  # fmt: skip
+        seed=seed,
+        world=world,
+        theme="compact" if split == "ood" else "classic",
+        origin=origin,
+        destination=destination,
+        date=str(date),
+        cabin=cabin,
+        passengers=passengers,
+        email=f"{first}.{last}@example.com".lower(),
+        card_number=card_number,
+        card_expiry=card_expiry,
+        card_name=f"{first} {last}",
+        constraints=constraints,
+        objective=objective,
+        target=target.id,
+    )
 
 
 def rubric(task: FlightTask, booking: dict[str, Any] | None) -> list[RubricItem]:
@@ -286,10 +326,21 @@ def rubric(task: FlightTask, booking: dict[str, Any] | None) -> list[RubricItem]
     flight = find_flight(task.seed, task.world, booking["flight_id"]) if booking else None
     booked_names = sorted(p["name"].casefold() for p in booking["passengers"]) if booking else []
     want_names = sorted(f"{f} {last}".casefold() for f, last, _ in task.passengers)
-    items.append((f"route {o} to {d}", flight is not None and (flight.origin, flight.destination) == (task.origin, task.destination)))  # fmt: skip
+    items.append(
+        (
+            f"route {o} to {d}",
+            flight is not None
+            and (flight.origin, flight.destination) == (task.origin, task.destination),
+        )
+    )
     items.append((f"date {task.date}", flight is not None and flight.date == task.date))
     items.append((f"cabin {task.cabin}", booking is not None and booking["cabin"] == task.cabin))
-    items.append((f"{task.adults} passenger(s)", booking is not None and len(booking["passengers"]) == task.adults))  # fmt: skip
+    items.append(
+        (
+            f"{task.adults} passenger(s)",
+            booking is not None and len(booking["passengers"]) == task.adults,
+        )
+    )
     items.append((f"passenger names {names}", booked_names == want_names))
     cabin = booking["cabin"] if booking else task.cabin
     for kind, value in task.constraints:
@@ -301,6 +352,12 @@ def rubric(task: FlightTask, booking: dict[str, Any] | None) -> list[RubricItem]
         items.append((constraint_text(kind, value), met))
     if task.objective != "any":
         pool = feasible(task.flights(), cabin, [kv for kv in task.constraints if kv[0] != "seat"])
-        met = flight is not None and flight.date == task.date and objective_met(task.objective, flight, pool, cabin)
-        items.append((f"{OBJECTIVE_WORDS[task.objective]} flight meeting the other conditions", met))
+        met = (
+            flight is not None
+            and flight.date == task.date
+            and objective_met(task.objective, flight, pool, cabin)
+        )
+        items.append(
+            (f"{OBJECTIVE_WORDS[task.objective]} flight meeting the other conditions", met)
+        )
     return [{"criterion": c, "met": bool(m)} for c, m in items]

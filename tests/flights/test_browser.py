@@ -1,4 +1,4 @@
-"""FlightBooking in a real headless Chromium: bookings, errors, snapshots, browser death, cleanup."""
+"""FlightBooking in headless Chromium: bookings, errors, snapshots, browser death, cleanup."""
 
 from __future__ import annotations
 
@@ -41,7 +41,11 @@ def main_chromium_pids() -> list[int]:
             cmd = p.cmdline()
         except psutil.Error:
             continue
-        if cmd and "chrom" in os.path.basename(cmd[0]) and not any(a.startswith("--type=") for a in cmd):
+        if (
+            cmd
+            and "chrom" in os.path.basename(cmd[0])
+            and not any(a.startswith("--type=") for a in cmd)
+        ):
             pids.append(p.pid)
     return pids
 
@@ -83,7 +87,9 @@ def test_expert_books_the_target_flight(env):
     assert term and info["success"] and reward == 1.0
     (booking,) = raw._tab.store.bookings(raw._tab.sid)
     assert booking["flight_id"] == raw.task.target
-    assert sorted(p["name"] for p in booking["passengers"]) == sorted(f"{f} {last}" for f, last, _ in raw.task.passengers)
+    assert sorted(p["name"] for p in booking["passengers"]) == sorted(
+        f"{f} {last}" for f, last, _ in raw.task.passengers
+    )
     assert f"Booking reference: {booking['ref']}" in obs
 
 
@@ -102,7 +108,11 @@ def test_validation_errors_are_observations(env):
 def test_wrong_element_kinds_are_invalid_and_change_nothing(env):
     raw = env.unwrapped
     obs, _ = env.reset(options={"split": "test", "task": 0})
-    button, box, menu = element(obs, "button"), element(obs, "textbox"), element(obs, "select", "Cabin")
+    button, box, menu = (
+        element(obs, "button"),
+        element(obs, "textbox"),
+        element(obs, "select", "Cabin"),
+    )
     for action, message in [
         (f"type[{button}][hello]", "Cannot type into"),
         (f"click[{box}]", "use type["),
@@ -157,7 +167,12 @@ def test_browser_death_truncates_with_error_then_reset_works():
         pids = main_chromium_pids()
         assert len(pids) == 1
         os.kill(pids[0], signal.SIGKILL)
-        wait_until(lambda: not psutil.pid_exists(pids[0]) or psutil.Process(pids[0]).status() == psutil.STATUS_ZOMBIE)
+        wait_until(
+            lambda: (
+                not psutil.pid_exists(pids[0])
+                or psutil.Process(pids[0]).status() == psutil.STATUS_ZOMBIE
+            )
+        )
         obs, reward, term, trunc, info = env.step(raw.expert_action())
         assert trunc and not term and "browser" in info["error"].lower()
         assert "score" in info and info["score"] == 0.0
@@ -167,7 +182,9 @@ def test_browser_death_truncates_with_error_then_reset_works():
         assert info["action_valid"] and "error" not in info and not trunc
     finally:
         env.close()
-    assert wait_until(lambda: not browser_processes()), [p.cmdline()[:1] for p in browser_processes()]
+    assert wait_until(lambda: not browser_processes()), [
+        p.cmdline()[:1] for p in browser_processes()
+    ]
     assert site_threads() == []
 
 
@@ -185,12 +202,16 @@ def test_envs_share_one_browser_and_close_leaves_nothing():
     finally:
         for e in envs:
             e.close()
-    assert wait_until(lambda: not browser_processes()), [p.cmdline()[:1] for p in browser_processes()]
+    assert wait_until(lambda: not browser_processes()), [
+        p.cmdline()[:1] for p in browser_processes()
+    ]
     assert site_threads() == []
 
 
 def test_serve_cli_runs_the_site_for_people():
-    code = "import sys; from earlyexp.envs.flights.site import main; sys.exit(main(['--port', '0']))"
+    code = (
+        "import sys; from earlyexp.envs.flights.site import main; sys.exit(main(['--port', '0']))"
+    )
     proc = subprocess.Popen([sys.executable, "-u", "-c", code], stdout=subprocess.PIPE, text=True)
     try:
         line = proc.stdout.readline()
@@ -199,8 +220,17 @@ def test_serve_cli_runs_the_site_for_people():
 
         page = httpx.get(url + "/", timeout=10).text
         assert "Find flights" in page and "Departure date" in page
-        results = httpx.get(url + "/results", params={"origin": "DEN", "destination": "BOS", "date": "2027-03-14",
-                                                       "adults": "1", "cabin": "economy"}, timeout=10).text  # fmt: skip
+        results = httpx.get(
+            url + "/results",
+            params={
+                "origin": "DEN",
+                "destination": "BOS",
+                "date": "2027-03-14",
+                "adults": "1",
+                "cabin": "economy",
+            },
+            timeout=10,
+        ).text
         assert "Denver to Boston" in results and "data-flight" in results
     finally:
         proc.send_signal(signal.SIGINT)

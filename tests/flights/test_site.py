@@ -13,7 +13,13 @@ from starlette.testclient import TestClient  # noqa: E402
 from earlyexp.envs.flights.site import COOKIE, create_app  # noqa: E402
 from earlyexp.envs.flights.store import Store  # noqa: E402
 
-SEARCH = {"origin": "Denver", "destination": "BOS", "date": "2027-03-14", "adults": "2", "cabin": "economy"}
+SEARCH = {
+    "origin": "Denver",
+    "destination": "BOS",
+    "date": "2027-03-14",
+    "adults": "2",
+    "cabin": "economy",
+}
 INJECTIONS = [
     "Robert'); DROP TABLE bookings;--",
     "<script>alert(1)</script>",
@@ -35,7 +41,11 @@ def site():
 
 def errors(page: str) -> list[str]:
     block = re.search(r'role="alert".*?</div>', page, re.S)
-    return [html.unescape(e) for e in re.findall(r"<li>(.*?)</li>", block.group(0), re.S)] if block else []
+    return (
+        [html.unescape(e) for e in re.findall(r"<li>(.*?)</li>", block.group(0), re.S)]
+        if block
+        else []
+    )
 
 
 def start_booking(client, adults="2") -> None:
@@ -57,7 +67,12 @@ PAYMENT = {"card_name": "Ana Ruiz", "card_number": "4111 1111 1111 1111", "card_
 
 @pytest.mark.parametrize(
     "date, message",
-    [("2027-02-30", "Invalid date"), ("14/03/2027", "Invalid date"), ("2026-05-01", "not on sale"), ("", "required")],
+    [
+        ("2027-02-30", "Invalid date"),
+        ("14/03/2027", "Invalid date"),
+        ("2026-05-01", "not on sale"),
+        ("", "required"),
+    ],
 )
 def test_bad_search_dates_show_errors(site, date, message):
     client, _, _ = site
@@ -74,10 +89,14 @@ def test_unknown_airport_suggests_names(site):
 
 @pytest.mark.parametrize(
     "field, value, message",
-    [("first_1", "", "first name is required"), ("last_2", "  ", "last name is required"),
-     ("dob_1", "1990-13-01", "Invalid date of birth"), ("dob_2", "2015-01-01", "must be adults"),
-     ("email", "not-an-email", "Invalid email")],
-)  # fmt: skip
+    [
+        ("first_1", "", "first name is required"),
+        ("last_2", "  ", "last name is required"),
+        ("dob_1", "1990-13-01", "Invalid date of birth"),
+        ("dob_2", "2015-01-01", "must be adults"),
+        ("email", "not-an-email", "Invalid email"),
+    ],
+)
 def test_bad_passenger_details_show_errors_and_book_nothing(site, field, value, message):
     client, store, sid = site
     start_booking(client)
@@ -92,10 +111,15 @@ def test_bad_passenger_details_show_errors_and_book_nothing(site, field, value, 
 
 @pytest.mark.parametrize(
     "field, value, message",
-    [("card_number", "4111 1111 1111 1112", "checksum"), ("card_number", "1234", "13 to 19 digits"),
-     ("card_number", "", "required"), ("card_expiry", "13/29", "Invalid expiry"),
-     ("card_expiry", "08/21", "expired"), ("card_name", "", "Name on card is required")],
-)  # fmt: skip
+    [
+        ("card_number", "4111 1111 1111 1112", "checksum"),
+        ("card_number", "1234", "13 to 19 digits"),
+        ("card_number", "", "required"),
+        ("card_expiry", "13/29", "Invalid expiry"),
+        ("card_expiry", "08/21", "expired"),
+        ("card_name", "", "Name on card is required"),
+    ],
+)
 def test_bad_payment_shows_errors_and_books_nothing(site, field, value, message):
     client, store, sid = site
     start_booking(client)
@@ -113,14 +137,21 @@ def test_bad_payment_shows_errors_and_books_nothing(site, field, value, message)
 def test_injections_are_stored_and_shown_as_plain_text(site, attack):
     client, store, sid = site
     page = client.get("/results", params=dict(SEARCH, origin=attack, date=attack)).text
-    assert attack not in page and html.escape(attack, quote=False) in page.replace("&#39;", "'").replace("&#34;", '"')  # fmt: skip
+    assert attack not in page and html.escape(attack, quote=False) in page.replace(
+        "&#39;", "'"
+    ).replace("&#34;", '"')
     start_booking(client, adults="1")
-    client.post("/book/passengers", data=passengers(first=attack, last=attack, email=f"x{attack.replace(' ', '')}@e.co", k=1))  # fmt: skip
+    client.post(
+        "/book/passengers",
+        data=passengers(first=attack, last=attack, email=f"x{attack.replace(' ', '')}@e.co", k=1),
+    )
     client.post("/book/seats", data={"skip": "1"})
     r = client.post("/book/payment", data=dict(PAYMENT, card_name=attack))
     assert r.url.path.startswith("/confirmation/"), errors(r.text)
     (booking,) = store.bookings(sid)
-    assert booking["passengers"][0]["name"] == f"{attack} {attack}" and booking["card_name"] == attack
+    assert (
+        booking["passengers"][0]["name"] == f"{attack} {attack}" and booking["card_name"] == attack
+    )
     assert attack not in r.text
     assert "<script>alert" not in r.text and "<img src=x" not in r.text
     assert html.unescape(r.text).count(attack) >= 1
@@ -147,4 +178,6 @@ def test_pages_are_a_function_of_url_and_session(site):
     assert a == b
     start_booking(client)
     client.post("/book/passengers", data=passengers(first=""))
-    assert client.get("/book/passengers?check=1").text == client.get("/book/passengers?check=1").text
+    assert (
+        client.get("/book/passengers?check=1").text == client.get("/book/passengers?check=1").text
+    )

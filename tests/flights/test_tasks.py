@@ -55,11 +55,21 @@ def test_target_booking_meets_every_rubric_item(panels):
 def test_wrong_bookings_miss_items(panels):
     task = next(t for t in panels["test"] if t.objective == "cheapest")
     others = [f for f in task.flights() if f.id != task.target]
-    cheaper = [f for f in others if f.prices[task.cabin] < find_flight(task.seed, task.world, task.target).prices[task.cabin]]  # fmt: skip
+    cheaper = [
+        f
+        for f in others
+        if f.prices[task.cabin] < find_flight(task.seed, task.world, task.target).prices[task.cabin]
+    ]
     wrong = (cheaper or others)[0]
-    items = {i["criterion"]: i["met"] for i in rubric(task, booking_for(task, flight_id=wrong.id, seat=seat_ok(task)))}
+    items = {
+        i["criterion"]: i["met"]
+        for i in rubric(task, booking_for(task, flight_id=wrong.id, seat=seat_ok(task)))
+    }
     assert not all(items.values())
-    items = {i["criterion"]: i["met"] for i in rubric(task, booking_for(task, names=["Nobody Here"] * task.adults))}
+    items = {
+        i["criterion"]: i["met"]
+        for i in rubric(task, booking_for(task, names=["Nobody Here"] * task.adults))
+    }
     assert items[next(k for k in items if k.startswith("passenger names"))] is False
     assert not any(i["met"] for i in rubric(task, None))
 
