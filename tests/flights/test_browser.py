@@ -1,66 +1,21 @@
-"""FlightBooking in headless Chromium: bookings, errors, snapshots, browser death, cleanup."""
+"""FlightBooking in headless Chromium: a booking, errors, snapshots, injections, the serve CLI."""
 
 from __future__ import annotations
 
-import os
 import re
 import signal
 import subprocess
 import sys
-import threading
-import time
 
 import gymnasium as gym
 import pytest
 
 import earlyexp.envs  # noqa: F401
 
-psutil = pytest.importorskip("psutil")
 pytest.importorskip("playwright")
 pytestmark = pytest.mark.browser
 
 ENV_ID = "EarlyExp/FlightBooking-v0"
-
-
-def browser_processes() -> list:
-    """Chromium and Playwright-driver processes started by this test process."""
-    out = []
-    for child in psutil.Process().children(recursive=True):
-        try:
-            if child.status() != psutil.STATUS_ZOMBIE:
-                out.append(child)
-        except psutil.NoSuchProcess:
-            continue
-    return out
-
-
-def main_chromium_pids() -> list[int]:
-    pids = []
-    for p in browser_processes():
-        try:
-            cmd = p.cmdline()
-        except psutil.Error:
-            continue
-        if (
-            cmd
-            and "chrom" in os.path.basename(cmd[0])
-            and not any(a.startswith("--type=") for a in cmd)
-        ):
-            pids.append(p.pid)
-    return pids
-
-
-def site_threads() -> list[str]:
-    return [t.name for t in threading.enumerate() if t.name == "flights-site"]
-
-
-def wait_until(cond, timeout=10.0) -> bool:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if cond():
-            return True
-        time.sleep(0.1)
-    return cond()
 
 
 def element(obs: str, kind: str, label: str | None = None) -> str:
