@@ -248,10 +248,19 @@ class Tab:
         """Start a fresh session (and browser context) with session context ``ctx``."""
         self._drop()
         self.sid = self.store.create_session(ctx)
+        cookie = {
+            "name": COOKIE,
+            "value": self.sid,
+            "domain": self.server.host,
+            "path": "/",
+            "expires": -1,
+            "httpOnly": True,
+            "secure": False,
+            "sameSite": "Lax",
+        }
         self.context = BROWSERS.get().new_context(
-            base_url=self.server.url, java_script_enabled=True
+            base_url=self.server.url, storage_state={"cookies": [cookie], "origins": []}
         )
-        self.context.add_cookies([{"name": COOKIE, "value": self.sid, "url": self.server.url}])
         self.page = self.context.new_page()
         self.page.set_default_timeout(self.timeout_ms)
         return self.sid

@@ -50,6 +50,9 @@ class SiteConfig:
         seed: schedule seed for new visitors.
         world: ``id`` or ``ood`` airlines and connections.
         db: SQLite file for bookings (default: in memory).
+        task: ``SPLIT:INDEX`` (e.g. ``test:3``) to play a panel task: its instruction is shown
+            on every page, its schedule and layout are used, and the confirmation page scores
+            the booking with the env's rubric.
     """
 
     host: str = "127.0.0.1"
@@ -58,6 +61,7 @@ class SiteConfig:
     seed: int = 0
     world: str = "id"
     db: str = ":memory:"
+    task: str = ""
 
 
 def _jinja():
@@ -422,8 +426,18 @@ class _Site:
                 request, "message.html", title="Not found", message="No such booking."
             )
         flight = find_flight(ctx["seed"], ctx["world"], booking["flight_id"])
+        score = None
+        if ctx.get("task"):
+            from earlyexp.envs.flights.tasks import FlightTask, rubric
+
+            score = rubric(FlightTask.from_json(ctx["task"]), booking)
         return self._page(
-            request, "confirmation.html", title="Booking confirmed", booking=booking, flight=flight
+            request,
+            "confirmation.html",
+            title="Booking confirmed",
+            booking=booking,
+            flight=flight,
+            score=score,
         )
 
     async def my_bookings(self, request):
@@ -434,6 +448,28 @@ class _Site:
             for b in self.store.bookings(sid)
         ]
         return self._page(request, "bookings.html", title="My bookings", rows=rows)
+
+
+def task_context(spec: str) -> dict[str, Any]:
+    """Session context of panel task ``SPLIT:INDEX`` for people (instruction and scoring)."""
+    from earlyexp.envs.core.panels import check_index, check_split, task_rng
+    from earlyexp.envs.flights.env import FlightBookingEnv
+    from earlyexp.envs.flights.tasks import generate_task, instruction
+
+    split, _, index = spec.partition(":")
+    if split not in ("test", "ood") or not index.isdigit():
+        raise ValueError(f"Expect --task SPLIT:INDEX with SPLIT test or ood, actually: {spec!r}")
+    size = FlightBookingEnv.panel_sizes[check_split(split)]
+    task = generate_task(
+        task_rng("FlightBooking-v0", split, check_index(split, int(index), size)), split
+    )
+    return {
+        "seed": task.seed,
+        "world": task.world,
+        "theme": task.theme,
+        "banner": instruction(task),
+        "task": task.to_json(),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -456,15 +492,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--db", default=defaults.db, help="SQLite file for bookings (default: memory)"
     )
+    parser.add_argument("--task", default="", help="play a panel task, e.g. test:3 or ood:0")
     cfg = SiteConfig(**vars(parser.parse_args(argv)))
     from earlyexp.envs.flights.server import SiteServer
 
-    server = SiteServer(
-        Store(cfg.db),
-        {"seed": cfg.seed, "world": cfg.world, "theme": cfg.theme},
-        host=cfg.host,
-        port=cfg.port,
-    )
+    ctx = task_context(cfg.task) if cfg.task else {}
+    default = {"seed": cfg.seed, "world": cfg.world, "theme": cfg.theme}
+    server = SiteServer(Store(cfg.db), dict(default, **ctx), host=cfg.host, port=cfg.port)
+    if ctx:
+        print(f"Task {cfg.task}: {ctx['banner']}")
     print(
         f"Flight booking site on {server.url}/ (flights in 2027; 'today' is {SITE_TODAY}). "
         "Ctrl-C stops it."

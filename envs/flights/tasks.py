@@ -87,6 +87,17 @@ class FlightTask:
         """Canonical form for panel hashes."""
         return asdict(self)
 
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> FlightTask:
+        """Inverse of :meth:`to_json` (after a JSON round trip)."""
+        return cls(
+            **dict(
+                d,
+                passengers=tuple(tuple(p) for p in d["passengers"]),
+                constraints=tuple((k, v) for k, v in d["constraints"]),
+            )
+        )
+
 
 def constraint_text(kind: str, value: Any) -> str:
     """The instruction words for one constraint."""

@@ -181,3 +181,35 @@ def test_pages_are_a_function_of_url_and_session(site):
     assert (
         client.get("/book/passengers?check=1").text == client.get("/book/passengers?check=1").text
     )
+
+
+def test_a_person_can_play_a_panel_task_and_see_the_score():
+    from earlyexp.envs.flights.site import task_context
+    from earlyexp.envs.flights.tasks import FlightTask
+
+    ctx = task_context("test:5")
+    task = FlightTask.from_json(ctx["task"])
+    store = Store()
+    with TestClient(create_app(store, ctx)) as client:
+        assert ctx["banner"] in html.unescape(client.get("/").text)
+        data = {"flight": task.target, "cabin": task.cabin, "adults": str(task.adults)}
+        client.post("/book", data=data)
+        people = {"email": task.email}
+        for k, (first, last, dob) in enumerate(task.passengers, start=1):
+            people.update({f"first_{k}": first, f"last_{k}": last, f"dob_{k}": dob})
+        client.post("/book/passengers", data=people)
+        page = client.get("/book/seats").text
+        kind = task.constraint("seat")
+        for _ in range(task.adults if kind else 0):
+            page = client.get("/book/seats").text
+            seat = re.search(rf'value="(\w+)" aria-label="\w+ {kind}">', page).group(1)
+            client.post("/book/seats", data={"seat": seat})
+        if not kind:
+            client.post("/book/seats", data={"skip": "1"})
+        pay = {"card_name": task.card_name, "card_number": task.card_number}
+        r = client.post("/book/payment", data=dict(pay, card_expiry=task.card_expiry))
+        assert r.url.path.startswith("/confirmation/"), errors(r.text)
+        n = len(re.findall(r"<li>met: ", r.text))
+        assert f"Task score: {n} of {n}" in r.text and "not met" not in r.text
+    with pytest.raises(ValueError, match="SPLIT:INDEX"):
+        task_context("train:1")
