@@ -121,7 +121,8 @@ def schedule(seed: int, world: str, origin: str, destination: str, date: str) ->
     hubs = [a.code for a in (ID_AIRPORTS + OOD_AIRPORTS if world == "ood" else ID_AIRPORTS)]
     hubs = [h for h in hubs if h not in (origin, destination)]
     base = block_minutes(origin, destination)
-    flights, used = [], {c: set() for c in CABIN_FACTORS}
+    flights: list[Flight] = []
+    used: dict[str, set[int]] = {c: set() for c in CABIN_FACTORS}
     for k in range(int(rng.integers(12, 21))):
         airline = pool[int(rng.integers(len(pool)))]
         n_stops = int(rng.choice(3, p=[0.4, 0.45, 0.15]))
@@ -161,7 +162,7 @@ def parse_flight_id(flight_id: str) -> tuple[str, str, str] | None:
     if len(flight_id) != 17 or flight_id[14] != "-":
         return None
     o, d, ymd = flight_id[:3], flight_id[3:6], flight_id[6:14]
-    if not ymd.isdigit():
+    if not (ymd.isdigit() and ymd.isascii()):
         return None
     return o, d, f"{ymd[:4]}-{ymd[4:6]}-{ymd[6:]}"
 
@@ -188,12 +189,17 @@ class ResultView:
     def from_query(cls, q: dict[str, str]) -> ResultView:
         """Read the view from a query dict, falling back to defaults on unknown values."""
         page = q.get("page", "1")
+
+        def pick(key: str, allowed, default: str) -> str:
+            value = q.get(key, default)
+            return value if value in allowed else default
+
         return cls(
-            sort=q.get("sort") if q.get("sort") in SORTS else "departure",
-            stops=q.get("stops") if q.get("stops") in STOP_FILTERS else "any",
-            airline=q.get("airline") if q.get("airline") in AIRLINES else "any",
-            time=q.get("time") if q.get("time") in TIME_FILTERS else "any",
-            page=int(page) if page.isdigit() and 0 < int(page) < 100 else 1,
+            sort=pick("sort", SORTS, "departure"),
+            stops=pick("stops", STOP_FILTERS, "any"),
+            airline=pick("airline", AIRLINES, "any"),
+            time=pick("time", TIME_FILTERS, "any"),
+            page=int(page) if page.isdigit() and page.isascii() and 0 < int(page) < 100 else 1,
         )
 
 

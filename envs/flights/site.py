@@ -241,7 +241,7 @@ class _Site:
         if (
             flight is None
             or cabin not in CABINS
-            or not (adults.isdigit() and 1 <= int(adults) <= forms.MAX_ADULTS)
+            or not (adults.isdigit() and adults.isascii() and 1 <= int(adults) <= forms.MAX_ADULTS)
         ):
             return self._page(
                 request, "message.html", title="Not found", message="This flight does not exist."
@@ -275,7 +275,7 @@ class _Site:
         if (
             flight is None
             or cabin not in CABINS
-            or not (adults.isdigit() and 1 <= int(adults) <= forms.MAX_ADULTS)
+            or not (adults.isdigit() and adults.isascii() and 1 <= int(adults) <= forms.MAX_ADULTS)
         ):
             return self._redirect("/")
         state = self.store.state(sid)
@@ -457,7 +457,7 @@ def task_context(spec: str) -> dict[str, Any]:
     from earlyexp.envs.flights.tasks import generate_task, instruction
 
     split, _, index = spec.partition(":")
-    if split not in ("test", "ood") or not index.isdigit():
+    if split not in ("test", "ood") or not (index.isdigit() and index.isascii()):
         raise ValueError(f"Expect --task SPLIT:INDEX with SPLIT test or ood, actually: {spec!r}")
     size = FlightBookingEnv.panel_sizes[check_split(split)]
     task = generate_task(

@@ -213,3 +213,23 @@ def test_a_person_can_play_a_panel_task_and_see_the_score():
         assert f"Task score: {n} of {n}" in r.text and "not met" not in r.text
     with pytest.raises(ValueError, match="SPLIT:INDEX"):
         task_context("train:1")
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/flight/DENBOS20270314-01?cabin=economy&adults=%C2%B2",
+        "/flight/DENBOS2027031%C2%B2-01?cabin=economy&adults=1",
+        "/results?origin=DEN&destination=BOS&date=2027-03-14&adults=%C2%B2&cabin=economy",
+        "/results?origin=DEN&destination=BOS&date=2027-03-14&adults=1&cabin=economy&page=%C2%B2",
+        "/confirmation/NOPE",
+        "/book/payment",
+    ],
+)
+def test_odd_urls_never_crash_the_site(site, path):
+    client, _, _ = site
+    assert client.get(path).status_code == 200
+    assert (
+        client.post("/book", data={"flight": "x", "cabin": "economy", "adults": "²"}).status_code
+        == 200
+    )
