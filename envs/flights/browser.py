@@ -12,9 +12,12 @@ from __future__ import annotations
 
 import atexit
 import os
+import queue
 import shutil
 import threading
-from typing import Any
+from collections.abc import Callable
+from concurrent.futures import Future
+from typing import Any, TypeVar
 
 from earlyexp.envs.flights import server as site_server
 from earlyexp.envs.flights.site import COOKIE
@@ -28,6 +31,7 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
+T = TypeVar("T")
 SYSTEM_CHROMIUMS = ("/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/bin/google-chrome")
 
 READ_PAGE = r"""
@@ -156,11 +160,50 @@ def _system_chromium() -> str | None:
     return None
 
 
+class _Worker:
+    """A daemon thread that owns Playwright: every browser call of the process runs there.
+
+    Playwright's sync API refuses to run where an asyncio loop is running (a Jupyter cell)
+    and ties its objects to one thread; running it in its own thread lifts both limits.
+    """
+
+    def __init__(self) -> None:
+        self._jobs: queue.SimpleQueue = queue.SimpleQueue()
+        self.thread = threading.Thread(target=self._loop, name="flights-browser", daemon=True)
+        self.thread.start()
+
+    def _loop(self) -> None:
+        while True:
+            job = self._jobs.get()
+            if job is None:
+                return
+            fn, done = job
+            try:
+                done.set_result(fn())
+            except BaseException as e:  # noqa: BLE001 - handed to the caller
+                done.set_exception(e)
+
+    def run(self, fn: Callable[[], T]) -> T:
+        """Run ``fn()`` in the worker thread and return its result (or raise its error)."""
+        if threading.current_thread() is self.thread:
+            return fn()
+        done: Future = Future()
+        self._jobs.put((fn, done))
+        return done.result()
+
+    def stop(self) -> None:
+        """End the thread (after the jobs already queued)."""
+        self._jobs.put(None)
+        if threading.current_thread() is not self.thread:
+            self.thread.join(10)
+
+
 class _Browsers:
-    """The process's Playwright driver and browser, counted by users."""
+    """The process's Playwright driver and browser, counted by users, in one worker thread."""
 
     def __init__(self) -> None:
         self.lock = threading.RLock()
+        self.worker: _Worker | None = None
         self.pw: Any = None
         self.browser: Any = None
         self.users = 0
@@ -168,15 +211,23 @@ class _Browsers:
     def acquire(self) -> None:
         with self.lock:
             self.users += 1
+            if self.worker is None:
+                self.worker = _Worker()
+
+    def run(self, fn: Callable[[], T]) -> T:
+        """Run ``fn()`` in the browser thread."""
+        worker = self.worker
+        if worker is None:
+            raise RuntimeError("Expect an acquired browser, actually: every user released it")
+        return worker.run(fn)
 
     def get(self) -> Any:
-        """The live browser, (re)launched when missing or dead."""
-        with self.lock:
-            if self.browser is not None and self.browser.is_connected():
-                return self.browser
-            self._shutdown()
-            self._launch()
+        """The live browser, (re)launched when missing or dead (call in the browser thread)."""
+        if self.browser is not None and self.browser.is_connected():
             return self.browser
+        self._shutdown()
+        self._launch()
+        return self.browser
 
     def _launch(self) -> None:
         try:
@@ -208,15 +259,23 @@ class _Browsers:
         self.browser, self.pw = None, None
 
     def release(self) -> None:
+        """Drop one user; the last one closes the browser and ends the thread."""
         with self.lock:
             self.users = max(0, self.users - 1)
             if self.users == 0:
-                self._shutdown()
+                self._stop()
 
     def shutdown_all(self) -> None:
+        """Close everything (at exit)."""
         with self.lock:
             self.users = 0
-            self._shutdown()
+            self._stop()
+
+    def _stop(self) -> None:
+        if self.worker is not None:
+            self.worker.run(self._shutdown)
+            self.worker.stop()
+            self.worker = None
 
 
 BROWSERS = _Browsers()
@@ -225,6 +284,8 @@ atexit.register(BROWSERS.shutdown_all)
 
 class Tab:
     """One env's browser context and page on the shared site and browser.
+
+    Every method runs its Playwright calls in the browser thread (see :class:`_Worker`).
 
     Args:
         timeout_ms: Playwright timeout for every browser call.
@@ -247,10 +308,10 @@ class Tab:
     def open(self, ctx: dict[str, Any]) -> str:
         """Start a fresh session (and browser context) with session context ``ctx``."""
         self._drop()
-        self.sid = self.store.create_session(ctx)
+        sid = self.store.create_session(ctx)
         cookie = {
             "name": COOKIE,
-            "value": self.sid,
+            "value": sid,
             "domain": self.server.host,
             "path": "/",
             "expires": -1,
@@ -258,44 +319,66 @@ class Tab:
             "secure": False,
             "sameSite": "Lax",
         }
-        self.context = BROWSERS.get().new_context(
-            base_url=self.server.url, storage_state={"cookies": [cookie], "origins": []}
-        )
-        self.page = self.context.new_page()
-        self.page.set_default_timeout(self.timeout_ms)
-        return self.sid
+
+        def start() -> None:
+            self.context = BROWSERS.get().new_context(
+                base_url=self.server.url, storage_state={"cookies": [cookie], "origins": []}
+            )
+            self.page = self.context.new_page()
+            self.page.set_default_timeout(self.timeout_ms)
+
+        self.sid = sid
+        BROWSERS.run(start)
+        return sid
+
+    def evaluate(self, script: str, arg: Any = None) -> Any:
+        """Run ``script`` in the page (tests use it to inspect the DOM)."""
+        return BROWSERS.run(lambda: self.page.evaluate(script, arg))
 
     def goto(self, path: str) -> dict[str, Any]:
         """Load ``path`` (e.g. ``/results?...``); return the page."""
-        self.page.goto(path, wait_until="domcontentloaded")
-        return self.read()
+
+        def go() -> dict[str, Any]:
+            self.page.goto(path, wait_until="domcontentloaded")
+            return self.page.evaluate(READ_PAGE)
+
+        return BROWSERS.run(go)
 
     def read(self) -> dict[str, Any]:
         """The page as ``{url, title, lines, elements, errors}`` (one evaluate)."""
-        return self.page.evaluate(READ_PAGE)
+        return self.evaluate(READ_PAGE)
 
     def click(self, eid: str, nav: bool) -> dict[str, Any]:
         """Click element ``eid`` (waiting for the page it loads when ``nav``); return the page."""
         if not nav:
-            return self.page.evaluate(ACT, [eid, "click", "", True])
-        with self.page.expect_navigation(wait_until="domcontentloaded"):
-            self.page.evaluate(ACT, [eid, "click", "", False])
-        return self.read()
+            return self.evaluate(ACT, [eid, "click", "", True])
+
+        def click_and_wait() -> dict[str, Any]:
+            with self.page.expect_navigation(wait_until="domcontentloaded"):
+                self.page.evaluate(ACT, [eid, "click", "", False])
+            return self.page.evaluate(READ_PAGE)
+
+        return BROWSERS.run(click_and_wait)
 
     def fill(self, eid: str, text: str) -> dict[str, Any]:
         """Replace the text of text box ``eid``; return the page."""
-        return self.page.evaluate(ACT, [eid, "fill", text, True])
+        return self.evaluate(ACT, [eid, "fill", text, True])
 
     def select(self, eid: str, value: str) -> dict[str, Any]:
         """Choose the option with ``value`` in menu ``eid``; return the page."""
-        return self.page.evaluate(ACT, [eid, "select", value, True])
+        return self.evaluate(ACT, [eid, "select", value, True])
 
     def _drop(self) -> None:
-        if self.context is not None:
-            try:
-                self.context.close()
-            except Exception:  # noqa: BLE001 - the browser may have died with it
-                pass
+        context = self.context
+        if context is not None:
+
+            def close() -> None:
+                try:
+                    context.close()
+                except Exception:  # noqa: BLE001 - the browser may have died with it
+                    pass
+
+            BROWSERS.run(close)
         if self.sid is not None:
             self.store.drop_session(self.sid)
         self.context = self.page = self.sid = None

@@ -97,7 +97,7 @@ def test_snapshot_keeps_typed_but_unsubmitted_fields(env):
     assert raw._obs == typed and 'value="Somewhere <b>bold</b>"' in typed
     live = raw._tab.read()
     assert live["lines"] == raw.state["page"]["lines"]
-    assert raw._tab.page.evaluate("document.querySelectorAll('b').length") == 0
+    assert raw._tab.evaluate("document.querySelectorAll('b').length") == 0
 
 
 def test_injection_is_plain_text_in_the_browser(env):
@@ -108,9 +108,8 @@ def test_injection_is_plain_text_in_the_browser(env):
     env.step(f"type[{origin}][{attack}]")
     obs, *_ = env.step(f"click[{search}]")
     assert f"Unknown airport '{attack[:40]}..." in obs
-    page = raw._tab.page
-    assert page.evaluate("document.querySelectorAll('script').length") == 0
-    assert page.evaluate("window.pwned === undefined")
+    assert raw._tab.evaluate("document.querySelectorAll('script').length") == 0
+    assert raw._tab.evaluate("window.pwned === undefined")
     assert "bookings" in raw._tab.store.table_names()
 
 

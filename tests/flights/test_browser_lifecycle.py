@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import threading
@@ -45,7 +46,8 @@ def main_chromium_pids() -> list[int]:
 
 
 def site_threads() -> list[str]:
-    return [t.name for t in threading.enumerate() if t.name == "flights-site"]
+    """The site's server thread and the browser thread."""
+    return [t.name for t in threading.enumerate() if t.name in ("flights-site", "flights-browser")]
 
 
 def wait_until(cond, timeout=10.0) -> bool:
@@ -98,7 +100,7 @@ def test_envs_share_one_browser_and_close_leaves_nothing():
             e.reset(options={"split": "test", "task": i})
             e.step(e.unwrapped.expert_action())
         assert len(main_chromium_pids()) == 1
-        assert len(site_threads()) == 1
+        assert sorted(site_threads()) == ["flights-browser", "flights-site"]
         envs[0].close()
         obs, *_ = envs[1].step(envs[1].unwrapped.expert_action())  # still served after one close
         assert "browser failed" not in obs
@@ -109,3 +111,19 @@ def test_envs_share_one_browser_and_close_leaves_nothing():
         p.cmdline()[:1] for p in browser_processes()
     ]
     assert site_threads() == []
+
+
+def test_works_inside_a_running_event_loop():
+    """Jupyter runs cells inside an asyncio loop, where Playwright's sync API refuses to run."""
+
+    async def episode() -> dict:
+        env = gym.make(ENV_ID)
+        try:
+            env.reset(options={"split": "test", "task": 3})
+            return env.step(env.unwrapped.expert_action())[4]
+        finally:
+            env.close()
+
+    info = asyncio.run(episode())
+    assert info["action_valid"] and "error" not in info
+    assert wait_until(lambda: not browser_processes()) and site_threads() == []
