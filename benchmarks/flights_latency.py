@@ -1,7 +1,10 @@
 """Reset and step latency of EarlyExp/FlightBooking-v0, and episodes per minute.
 
 Each episode is the expert's booking of a panel task (every step is a real browser action
-plus one DOM read). ``--envs 4`` steps four envs round-robin in one process (they share one
+plus one DOM read). Wall-clock figures depend on the machine's load, so the script also
+prints the CPU time that all processes involved (Python with the site's server thread, the
+Playwright driver, Chromium and its renderers) spent per step: a figure that load does not
+inflate. ``--envs 4`` steps four envs round-robin in one process (they share one
 browser and one server); ``--procs 4`` runs one env in each of four processes.
 
     python benchmarks/flights_latency.py --episodes 20 --envs 1 4 --procs 4
@@ -24,12 +27,28 @@ class Timings:
     episodes: int = 0
     successes: int = 0
     wall: float = 0.0
+    cpu: float = 0.0
 
     def merge(self, other: Timings) -> None:
         self.resets += other.resets
         self.steps += other.steps
         self.episodes += other.episodes
         self.successes += other.successes
+        self.cpu += other.cpu
+
+
+def cpu_seconds() -> float:
+    """CPU time of this process and all its descendants (live, and reaped ones)."""
+    import psutil
+
+    total = 0.0
+    for proc in [psutil.Process(), *psutil.Process().children(recursive=True)]:
+        try:
+            t = proc.cpu_times()
+        except psutil.Error:
+            continue
+        total += t.user + t.system + t.children_user + t.children_system
+    return total
 
 
 def run_envs(n_envs: int, episodes: int, split: str, offset: int = 0) -> Timings:
@@ -40,7 +59,7 @@ def run_envs(n_envs: int, episodes: int, split: str, offset: int = 0) -> Timings
     envs = [gym.make("EarlyExp/FlightBooking-v0") for _ in range(n_envs)]
     out = Timings()
     envs[0].reset(options={"split": split, "task": 0})  # warm-up: browser launch, server start
-    start = time.perf_counter()
+    start, cpu0 = time.perf_counter(), cpu_seconds()
     todo = list(range(offset, offset + episodes))
     live: dict[int, bool] = {}
 
@@ -66,7 +85,7 @@ def run_envs(n_envs: int, episodes: int, split: str, offset: int = 0) -> Timings
                 del live[i]
                 if todo:
                     begin(i)
-    out.wall = time.perf_counter() - start
+    out.wall, out.cpu = time.perf_counter() - start, cpu_seconds() - cpu0
     for env in envs:
         env.close()
     return out
@@ -83,7 +102,7 @@ def report(name: str, t: Timings) -> None:
         f"{name:<22} reset p50 {ms(t.resets, 50):6.0f} ms  p99 {ms(t.resets, 99):6.0f} ms | "
         f"step p50 {ms(t.steps, 50):5.0f} ms  p99 {ms(t.steps, 99):6.0f} ms | "
         f"{t.episodes / t.wall * 60:5.1f} episodes/min | {len(t.steps) / t.wall:5.1f} steps/s | "
-        f"success {t.successes}/{t.episodes}"
+        f"CPU {1000 * t.cpu / len(t.steps):4.0f} ms/step | success {t.successes}/{t.episodes}"
     )
 
 

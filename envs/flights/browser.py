@@ -148,6 +148,38 @@ ACT = (
 that navigate) returns the page read by :data:`READ_PAGE`. Clicks use the element's
 activation behaviour (``el.click()``: follow the link, submit the form with its button)."""
 
+DRIVE_CLICK = (
+    r"""
+async (eid) => {
+  if (!window.drive) return null;
+  const el = document.querySelector(`[data-eid="${eid}"]`);
+  if (!el) throw new Error(`element ${eid} is gone`);
+  window.drivePending = null;
+  el.click();
+  if (window.drivePending) await window.drivePending;
+  return ("""
+    + READ_PAGE.strip()
+    + """)();
+}
+"""
+)
+"""Click a link or submit button on a page with the site's ``drive.js`` (which fetches the
+next page and swaps the body in place, see ``assets/flights/static/drive.js``), wait for the
+new page and read it, in one ``page.evaluate``; ``null`` when the page has no drive."""
+
+DRIVE_VISIT = (
+    r"""
+async (url) => {
+  if (!window.drive) return null;
+  await window.drive.visit(url, {});
+  return ("""
+    + READ_PAGE.strip()
+    + """)();
+}
+"""
+)
+"""Load ``url`` through the site's drive and read the new page (``null`` without a drive)."""
+
 
 def _system_chromium() -> str | None:
     for exe in (
@@ -335,12 +367,19 @@ class Tab:
         """Run ``script`` in the page (tests use it to inspect the DOM)."""
         return BROWSERS.run(lambda: self.page.evaluate(script, arg))
 
-    def goto(self, path: str) -> dict[str, Any]:
-        """Load ``path`` (e.g. ``/results?...``); return the page."""
+    def goto(self, path: str, fresh: bool = False) -> dict[str, Any]:
+        """Load ``path`` (e.g. ``/results?...``) and return the page.
+
+        Through the site's drive when the current page has it, else (or when ``fresh``) by
+        a plain navigation.
+        """
 
         def go() -> dict[str, Any]:
-            self.page.goto(path, wait_until="domcontentloaded")
-            return self.page.evaluate(READ_PAGE)
+            page = None if fresh else self.page.evaluate(DRIVE_VISIT, path)
+            if page is None:
+                self.page.goto(path, wait_until="domcontentloaded")
+                page = self.page.evaluate(READ_PAGE)
+            return page
 
         return BROWSERS.run(go)
 
@@ -354,9 +393,12 @@ class Tab:
             return self.evaluate(ACT, [eid, "click", "", True])
 
         def click_and_wait() -> dict[str, Any]:
-            with self.page.expect_navigation(wait_until="domcontentloaded"):
-                self.page.evaluate(ACT, [eid, "click", "", False])
-            return self.page.evaluate(READ_PAGE)
+            page = self.page.evaluate(DRIVE_CLICK, eid)
+            if page is None:  # no drive on this page: a plain navigation
+                with self.page.expect_navigation(wait_until="domcontentloaded"):
+                    self.page.evaluate(ACT, [eid, "click", "", False])
+                page = self.page.evaluate(READ_PAGE)
+            return page
 
         return BROWSERS.run(click_and_wait)
 

@@ -174,7 +174,7 @@ class FlightBookingEnv(TextEnv[FlightTask]):
         self._pending = None
         tab = self._live()
         tab.open(self._ctx(task))
-        page = tab.goto("/")
+        page = tab.goto("/", fresh=True)
         self.state = {
             "ctx": self._ctx(task),
             "url": page["url"],

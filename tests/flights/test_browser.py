@@ -108,7 +108,7 @@ def test_injection_is_plain_text_in_the_browser(env):
     env.step(f"type[{origin}][{attack}]")
     obs, *_ = env.step(f"click[{search}]")
     assert f"Unknown airport '{attack[:40]}..." in obs
-    assert raw._tab.evaluate("document.querySelectorAll('script').length") == 0
+    assert raw._tab.evaluate("document.body.querySelectorAll('script').length") == 0
     assert raw._tab.evaluate("window.pwned === undefined")
     assert "bookings" in raw._tab.store.table_names()
 
@@ -161,3 +161,20 @@ def test_serve_cli_runs_the_site_for_people():
     finally:
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=15) == 0
+
+
+def test_drive_page_changes_read_like_fresh_loads(env):
+    """drive.js swaps pages in place; what the agent reads must equal a plain page load."""
+    raw = env.unwrapped
+    env.reset(options={"split": "ood", "task": 5})
+    seen = 0
+    done = False
+    while not done and seen < 12:
+        obs, _, term, trunc, _ = env.step(raw.expert_action())
+        done = term or trunc
+        if raw.state["drafts"]:
+            continue  # typed-but-unsubmitted values are not part of a page load
+        fresh = raw._tab.goto(raw.state["url"], fresh=True)
+        assert fresh["lines"] == raw.state["page"]["lines"] and fresh["url"] == raw.state["url"]
+        seen += 1
+    assert seen >= 3
