@@ -28,6 +28,7 @@ class Timings:
     successes: int = 0
     wall: float = 0.0
     cpu: float = 0.0
+    reset_cpu: float = 0.0
 
     def merge(self, other: Timings) -> None:
         self.resets += other.resets
@@ -35,6 +36,7 @@ class Timings:
         self.episodes += other.episodes
         self.successes += other.successes
         self.cpu += other.cpu
+        self.reset_cpu += other.reset_cpu
 
 
 def cpu_seconds() -> float:
@@ -64,9 +66,11 @@ def run_envs(n_envs: int, episodes: int, split: str, offset: int = 0) -> Timings
     live: dict[int, bool] = {}
 
     def begin(i: int) -> None:
+        cpu = cpu_seconds()
         t = time.perf_counter()
         envs[i].reset(options={"split": split, "task": todo.pop(0) % 200})
         out.resets.append(time.perf_counter() - t)
+        out.reset_cpu += cpu_seconds() - cpu
         live[i] = True
 
     for i in range(n_envs):
@@ -102,7 +106,9 @@ def report(name: str, t: Timings) -> None:
         f"{name:<22} reset p50 {ms(t.resets, 50):6.0f} ms  p99 {ms(t.resets, 99):6.0f} ms | "
         f"step p50 {ms(t.steps, 50):5.0f} ms  p99 {ms(t.steps, 99):6.0f} ms | "
         f"{t.episodes / t.wall * 60:5.1f} episodes/min | {len(t.steps) / t.wall:5.1f} steps/s | "
-        f"CPU {1000 * t.cpu / len(t.steps):4.0f} ms/step | success {t.successes}/{t.episodes}"
+        f"CPU/reset {1000 * t.reset_cpu / len(t.resets):4.0f} ms  "
+        f"CPU/step {1000 * (t.cpu - t.reset_cpu) / len(t.steps):3.0f} ms | "
+        f"success {t.successes}/{t.episodes}"
     )
 
 

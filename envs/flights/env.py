@@ -43,7 +43,11 @@ class FlightBookingEnv(TextEnv[FlightTask]):
     details, passenger form, seat map, payment with a Luhn check, confirmation) runs on
     127.0.0.1 in a thread of this process; Playwright drives headless Chromium over it.
     Each episode gets a fresh browser context and its own session in the site's SQLite
-    database; all envs of a process share one server and one browser. Tasks look like
+    database; all envs of a process share one server and one browser (driven from one
+    daemon thread, so envs work from any thread and inside a running asyncio loop, e.g. a
+    notebook). Page changes go through the site's own ``drive.js`` (fetch the next page,
+    swap the body, push the URL: the Turbo Drive technique), a few times cheaper than a
+    full document load; the text read is the same either way. Tasks look like
     "Book the cheapest nonstop economy flight from Denver (DEN) to Boston (BOS) on
     2027-03-14, under $450 per person, for 2 adults: ...". Bad input gets the site's own
     validation errors ("Invalid date", "Invalid card number: the checksum ...").
@@ -75,8 +79,17 @@ class FlightBookingEnv(TextEnv[FlightTask]):
 
     ## Episode end
     Terminated when a booking is made (the confirmation page). Truncated when the budget
-    (20 + 8 x passengers steps) runs out, or when the browser fails: then ``info["error"]``
-    says why, and the next ``reset()`` starts a new browser.
+    (20 + 8 x passengers steps) runs out, or when the browser fails (crashed, killed, timed
+    out): then ``info["error"]`` says why (``action_valid`` stays True: not the agent's
+    fault), the score is taken from the database as it stands, and the next ``reset()``
+    starts a new browser.
+
+    ## Snapshots and pickling
+    The episode state is the URL, the page's text, text typed but not yet submitted, the
+    env's history (for ``back``) and the session's rows in the database; ``snapshot()``
+    copies them, ``restore()`` writes the rows back, reloads the URL and retypes the
+    drafts (nothing when the state is already current). Pickling drops the browser; the
+    copy rebuilds its own context and session on first use.
 
     ## Splits
     ``train``: a procedural stream over 26 airports and 6 airlines, 1-3 adults, 1-3
@@ -99,7 +112,7 @@ class FlightBookingEnv(TextEnv[FlightTask]):
     """
 
     grammar = GRAMMAR
-    panel_sizes = {"test": 200, "ood": 200}  # noqa: RUF012
+    panel_sizes = {"test": 200, "ood": 200}
 
     def __init__(
         self,
@@ -378,7 +391,11 @@ class FlightBookingEnv(TextEnv[FlightTask]):
         self._live()
         if self._tab.sid is None:
             self._tab.open(state["ctx"])
-        self._load(state)
+        try:
+            self._load(state)
+        except Exception:  # noqa: BLE001 - the browser died since: a new context, once
+            self._tab.open(state["ctx"])
+            self._load(state)
 
     def state_fingerprint(self) -> Any:
         """URL, page text, typed drafts, history, scroll and the live server session."""

@@ -127,3 +127,22 @@ def test_works_inside_a_running_event_loop():
     info = asyncio.run(episode())
     assert info["action_valid"] and "error" not in info
     assert wait_until(lambda: not browser_processes()) and site_threads() == []
+
+
+def test_restore_after_browser_death_rebuilds_the_page():
+    env = gym.make(ENV_ID)
+    try:
+        raw = env.unwrapped
+        env.reset(options={"split": "test", "task": 6})
+        for _ in range(4):
+            env.step(raw.expert_action())
+        snap = raw.snapshot()
+        os.kill(main_chromium_pids()[0], signal.SIGKILL)
+        assert env.step(raw.expert_action())[3] is True
+        raw.restore(snap)
+        assert raw._tab.read()["lines"] == snap.state["page"]["lines"]
+        obs, _, _, _, info = env.step(raw.expert_action())
+        assert info["action_valid"] and "error" not in info
+    finally:
+        env.close()
+    assert wait_until(lambda: not browser_processes())
