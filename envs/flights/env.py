@@ -306,6 +306,7 @@ class FlightBookingEnv(TextEnv[FlightTask]):
             tab = self._live()
             page = act(tab)
         except Exception as e:  # noqa: BLE001 - any browser failure ends the episode (env card)
+            self._synced = False
             self._error = f"The browser failed: {type(e).__name__}: {str(e).splitlines()[0][:200]}"
             return Outcome(True, self._error)
         if page["url"] != self.state["url"]:
