@@ -170,67 +170,18 @@ class _Site:
             )
         _, ctx, _ = self._session(request)
         o, d = find_airport(values["origin"]), find_airport(values["destination"])
-        assert o is not None and d is not None
-        view = ResultView.from_query(q)
-        cabin, adults = values["cabin"], int(values["adults"])
-        date = values["date"].strip()
-        shown = view_flights(schedule(ctx["seed"], ctx["world"], o.code, d.code, date), view, cabin)
-        pages = page_count(len(shown))
-        view = dataclasses.replace(view, page=min(view.page, pages))
-        base = {
-            "origin": o.code,
-            "destination": d.code,
-            "date": date,
-            "return": values["return"].strip(),
-            "adults": str(adults),
-            "cabin": cabin,
-        }
-        state = dict(base, **{f.name: str(getattr(view, f.name)) for f in dataclasses.fields(view)})
-
-        def link(**changes: Any) -> str:
-            query = dict(state, **{k: str(v) for k, v in changes.items()})
-            if "page" not in changes:
-                query["page"] = "1"
-            return "/results?" + urlencode(query)
-
-        flight_link = {
-            f.id: f"/flight/{f.id}?" + urlencode({"cabin": cabin, "adults": adults}) for f in shown
-        }
+        assert o is not None and d is not None  # check_search found both
+        base = {"origin": o.code, "destination": d.code, "date": values["date"].strip(),
+                "return": values["return"].strip(), "adults": str(int(values["adults"])),
+                "cabin": values["cabin"]}  # fmt: skip
+        everything = schedule(ctx["seed"], ctx["world"], o.code, d.code, base["date"])
         return self._page(
-            request,
-            "results_@.html",
-            title=f"Flights {o.code} to {d.code}",
-            origin=o,
-            destination=d,
-            date=date,
-            cabin=cabin,
-            adults=adults,
-            view=view,
-            flights=page_of(shown, view.page),
-            total=len(shown),
-            pages=pages,
-            link=link,
-            flight_link=flight_link,
-            modify="/?" + urlencode(base),
-            base=base,
-            airline_codes=sorted(
-                {f.airline for f in schedule(ctx["seed"], ctx["world"], o.code, d.code, date)}
-            ),
-            return_link=(
-                "/results?"
-                + urlencode(
-                    dict(
-                        base,
-                        origin=d.code,
-                        destination=o.code,
-                        date=base["return"],
-                        **{"return": ""},
-                    )
-                )
-            )
-            if base["return"]
-            else None,
-        )
+            request, "results_@.html", title=f"Flights {o.code} to {d.code}",
+            origin=o, destination=d, date=base["date"], cabin=base["cabin"],
+            adults=int(base["adults"]), base=base, modify="/?" + urlencode(base),
+            airline_codes=sorted({f.airline for f in everything}),
+            return_link=_return_link(base), **_result_page(everything, base, q),
+        )  # fmt: skip
 
     async def details(self, request):
         """One flight: legs, layovers, fares; a button to book it."""
@@ -448,6 +399,37 @@ class _Site:
             for b in self.store.bookings(sid)
         ]
         return self._page(request, "bookings.html", title="My bookings", rows=rows)
+
+
+def _return_link(base: dict[str, str]) -> str | None:
+    """The results of the way back, when the search has a return date."""
+    if not base["return"]:
+        return None
+    back = dict(base, origin=base["destination"], destination=base["origin"], date=base["return"])
+    back["return"] = ""
+    return "/results?" + urlencode(back)
+
+
+def _result_page(flights, base: dict[str, str], q: dict[str, str]) -> dict[str, Any]:
+    """The template values of one result page: flights, paging, sort/filter links."""
+    cabin = base["cabin"]
+    shown = view_flights(flights, ResultView.from_query(q), cabin)
+    pages = page_count(len(shown))
+    view = ResultView.from_query(q)
+    view = dataclasses.replace(view, page=min(view.page, pages))
+    state = dict(base, **{f.name: str(getattr(view, f.name)) for f in dataclasses.fields(view)})
+
+    def link(**changes: Any) -> str:
+        query = dict(state, **{k: str(v) for k, v in changes.items()})
+        if "page" not in changes:
+            query["page"] = "1"
+        return "/results?" + urlencode(query)
+
+    details = urlencode({"cabin": cabin, "adults": base["adults"]})
+    return {
+        "view": view, "flights": page_of(shown, view.page), "total": len(shown), "pages": pages,
+        "link": link, "flight_link": {f.id: f"/flight/{f.id}?{details}" for f in shown},
+    }  # fmt: skip
 
 
 def task_context(spec: str) -> dict[str, Any]:
