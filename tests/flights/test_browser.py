@@ -178,3 +178,22 @@ def test_drive_page_changes_read_like_fresh_loads(env):
         assert fresh["lines"] == raw.state["page"]["lines"] and fresh["url"] == raw.state["url"]
         seen += 1
     assert seen >= 3
+
+
+def test_every_available_action_is_valid(env):
+    raw = env.unwrapped
+    env.reset(options={"split": "ood", "task": 9})
+    for _ in range(15):  # to the compact layout's result list, with its menus
+        if raw.state["url"].startswith("/results"):
+            break
+        env.step(raw.expert_action())
+    assert raw.state["url"].startswith("/results")
+    snap = raw.snapshot()
+    actions = raw.available_actions()
+    assert any(a.startswith("select[") for a in actions) and any(
+        a.startswith("click[") for a in actions
+    )
+    for action in actions:
+        _, _, _, _, info = env.step(action)
+        assert info["action_valid"], (action, info["feedback"])
+        raw.restore(snap)
