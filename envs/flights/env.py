@@ -104,8 +104,9 @@ class FlightBookingEnv(TextEnv[FlightTask]):
     ## Arguments
     ``gym.make("EarlyExp/FlightBooking-v0", viewport_lines=60, timeout_ms=10000,
     max_steps=None)``; ``reset(options={"split": "ood", "task": 3})``. Needs the ``web``
-    extra and a Chromium (``make install``). ``earlyexp serve flights`` opens the same
-    site for people.
+    extra and a Chromium (``make install``): Playwright's own when installed, else the
+    system one (``/usr/bin/chromium``); ``EARLYEXP_CHROMIUM=/path/to/chrome`` overrides.
+    ``earlyexp serve flights [--task ood:3]`` opens the same site for people.
 
     ## Version history
     * v0: initial version.

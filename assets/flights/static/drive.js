@@ -13,6 +13,7 @@
       headers: options.body ? {"Content-Type": "application/x-www-form-urlencoded"} : {},
       credentials: "same-origin",
       redirect: "follow",
+      signal: AbortSignal.timeout(15000),
     });
     const html = await response.text();
     const doc = new DOMParser().parseFromString(html, "text/html");
