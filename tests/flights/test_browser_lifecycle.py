@@ -20,12 +20,23 @@ pytestmark = pytest.mark.browser
 ENV_ID = "EarlyExp/FlightBooking-v0"
 
 
+BEFORE: set[int] = set()
+
+
+@pytest.fixture(autouse=True)
+def _baseline():
+    """Processes alive before each test (other suites' servers) are not this env's."""
+    BEFORE.clear()
+    BEFORE.update(p.pid for p in psutil.Process().children(recursive=True))
+    yield
+
+
 def browser_processes() -> list:
-    """Chromium and Playwright-driver processes started by this test process."""
+    """Live processes started by this test process during the current test."""
     out = []
     for child in psutil.Process().children(recursive=True):
         try:
-            if child.status() != psutil.STATUS_ZOMBIE:
+            if child.pid not in BEFORE and child.status() != psutil.STATUS_ZOMBIE:
                 out.append(child)
         except psutil.NoSuchProcess:
             continue
@@ -60,7 +71,9 @@ def wait_until(cond, timeout=10.0) -> bool:
 
 
 def test_nothing_is_running_before():
-    assert main_chromium_pids() == [] and site_threads() == []
+    from earlyexp.envs.flights.browser import BROWSERS
+
+    assert BROWSERS.browser is None and BROWSERS.worker is None and site_threads() == []
 
 
 def test_browser_death_truncates_with_error_then_reset_works():
