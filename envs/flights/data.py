@@ -13,10 +13,12 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class Airport:
-    """An airport: IATA-style code and the city it serves."""
+    """An airport: IATA code, the city it serves and its position (degrees)."""
 
     code: str
     city: str
+    lat: float
+    lon: float
 
     @property
     def label(self) -> str:
@@ -34,20 +36,30 @@ class Airline:
 
 
 def _airports(rows: str) -> tuple[Airport, ...]:
-    return tuple(Airport(*row.split(":")) for row in rows.split(","))
+    out = []
+    for row in rows.split(","):
+        code, city, lat, lon = row.split(":")
+        out.append(Airport(code, city, float(lat), float(lon)))
+    return tuple(out)
 
 
 ID_AIRPORTS = _airports(
-    "ATL:Atlanta,BOS:Boston,ORD:Chicago,DFW:Dallas,DEN:Denver,DTW:Detroit,HNL:Honolulu,"
-    "IAH:Houston,LAS:Las Vegas,LAX:Los Angeles,MIA:Miami,MSP:Minneapolis,JFK:New York,"
-    "MCO:Orlando,PHL:Philadelphia,PHX:Phoenix,PDX:Portland,SLC:Salt Lake City,"
-    "SAN:San Diego,SFO:San Francisco,SEA:Seattle,TPA:Tampa,DCA:Washington,YYZ:Toronto,"
-    "YVR:Vancouver,MEX:Mexico City"
+    "ATL:Atlanta:33.64:-84.43,BOS:Boston:42.36:-71.01,ORD:Chicago:41.98:-87.90,"
+    "DFW:Dallas:32.90:-97.04,DEN:Denver:39.86:-104.67,DTW:Detroit:42.21:-83.35,"
+    "HNL:Honolulu:21.32:-157.92,IAH:Houston:29.98:-95.34,LAS:Las Vegas:36.08:-115.15,"
+    "LAX:Los Angeles:33.94:-118.41,MIA:Miami:25.79:-80.29,MSP:Minneapolis:44.88:-93.22,"
+    "JFK:New York:40.64:-73.78,MCO:Orlando:28.43:-81.31,PHL:Philadelphia:39.87:-75.24,"
+    "PHX:Phoenix:33.43:-112.01,PDX:Portland:45.59:-122.60,SLC:Salt Lake City:40.79:-111.98,"
+    "SAN:San Diego:32.73:-117.19,SFO:San Francisco:37.62:-122.38,SEA:Seattle:47.45:-122.31,"
+    "TPA:Tampa:27.98:-82.53,DCA:Washington:38.85:-77.04,YYZ:Toronto:43.68:-79.63,"
+    "YVR:Vancouver:49.19:-123.18,MEX:Mexico City:19.44:-99.07"
 )
 OOD_AIRPORTS = _airports(
-    "ANC:Anchorage,BNA:Nashville,MSY:New Orleans,RDU:Raleigh,AUS:Austin,CLE:Cleveland,"
-    "PIT:Pittsburgh,STL:St. Louis,BOI:Boise,ABQ:Albuquerque,OMA:Omaha,YUL:Montreal,"
-    "CUN:Cancun,SJU:San Juan"
+    "ANC:Anchorage:61.17:-149.99,BNA:Nashville:36.12:-86.68,MSY:New Orleans:29.99:-90.26,"
+    "RDU:Raleigh:35.88:-78.79,AUS:Austin:30.19:-97.67,CLE:Cleveland:41.41:-81.85,"
+    "PIT:Pittsburgh:40.49:-80.23,STL:St. Louis:38.75:-90.37,BOI:Boise:43.56:-116.22,"
+    "ABQ:Albuquerque:35.04:-106.61,OMA:Omaha:41.30:-95.89,YUL:Montreal:45.47:-73.74,"
+    "CUN:Cancun:21.04:-86.87,SJU:San Juan:18.44:-66.00"
 )
 AIRPORTS: dict[str, Airport] = {a.code: a for a in ID_AIRPORTS + OOD_AIRPORTS}
 

@@ -11,11 +11,13 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from functools import lru_cache
+from itertools import pairwise
 
 import numpy as np
 
 from earlyexp.envs.flights.data import (
     AIRLINES,
+    AIRPORTS,
     CABIN_FACTORS,
     ID_AIRLINES,
     ID_AIRPORTS,
@@ -105,10 +107,37 @@ def _seed(*parts: object) -> int:
     return int.from_bytes(digest[:8], "little")
 
 
+def distance_km(a: str, b: str) -> float:
+    """Great-circle distance between two airports."""
+    p, q = AIRPORTS[a], AIRPORTS[b]
+    la1, la2, dlon = np.radians(p.lat), np.radians(q.lat), np.radians(q.lon - p.lon)
+    c = np.sin((la2 - la1) / 2) ** 2 + np.cos(la1) * np.cos(la2) * np.sin(dlon / 2) ** 2
+    return float(2 * 6371 * np.arcsin(np.sqrt(c)))
+
+
 def block_minutes(origin: str, destination: str) -> int:
-    """Nonstop flying time of a route (same both ways, independent of any task)."""
-    a, b = sorted((origin, destination))
-    return 55 + _seed("block", a, b) % 330
+    """Typical nonstop time of a leg: 30 min on the ground plus 800 km/h (5-min steps)."""
+    return 5 * round((30 + distance_km(origin, destination) / 800 * 60) / 5)
+
+
+def _hubs(origin: str, destination: str, world: str) -> list[str]:
+    """Connection airports by detour, best first."""
+    pool = ID_AIRPORTS + OOD_AIRPORTS if world == "ood" else ID_AIRPORTS
+    hubs = [a.code for a in pool if a.code not in (origin, destination)]
+    direct = max(distance_km(origin, destination), 1.0)
+    detour = {h: (distance_km(origin, h) + distance_km(h, destination)) / direct for h in hubs}
+    return sorted(hubs, key=lambda h: (detour[h], h))
+
+
+def _route(rng: np.random.Generator, origin: str, destination: str, hubs: list[str]):
+    """Draw the stops of one flight: ``(via, layovers, minutes in the air)``."""
+    n_stops = int(rng.choice(3, p=[0.4, 0.45, 0.15]))
+    picks = [hubs[int(i)] for i in rng.choice(6 + 2 * n_stops, size=n_stops, replace=False)]
+    via = tuple(sorted(picks, key=lambda h: distance_km(origin, h)))
+    legs = [origin, *via, destination]
+    air = sum(block_minutes(a, b) + 5 * int(rng.integers(-2, 3)) for a, b in pairwise(legs))
+    layovers = tuple(int(x) * 5 for x in rng.integers(7, 49, size=n_stops))
+    return via, layovers, air
 
 
 @lru_cache(maxsize=4096)
@@ -118,20 +147,16 @@ def schedule(seed: int, world: str, origin: str, destination: str, date: str) ->
         return ()
     rng = np.random.default_rng(_seed(seed, world, origin, destination, date))
     pool = OOD_AIRLINES if world == "ood" else ID_AIRLINES
-    hubs = [a.code for a in (ID_AIRPORTS + OOD_AIRPORTS if world == "ood" else ID_AIRPORTS)]
-    hubs = [h for h in hubs if h not in (origin, destination)]
-    base = block_minutes(origin, destination)
+    hubs = _hubs(origin, destination, world)
+    km = distance_km(origin, destination)
     flights: list[Flight] = []
     used: dict[str, set[int]] = {c: set() for c in CABIN_FACTORS}
     for k in range(int(rng.integers(12, 21))):
         airline = pool[int(rng.integers(len(pool)))]
-        n_stops = int(rng.choice(3, p=[0.4, 0.45, 0.15]))
-        via = tuple(str(v) for v in rng.choice(hubs, size=n_stops, replace=False))
-        layovers = tuple(int(x) * 5 for x in rng.integers(7, 49, size=n_stops))
-        air = base + sum(int(x) for x in rng.integers(25, 90, size=n_stops))
+        via, layovers, air = _route(rng, origin, destination, hubs)
         depart = int(rng.integers(5 * 12, 22 * 12 + 1)) * 5
-        economy = (70 + 0.55 * base + float(rng.normal(0, 35))) * airline.factor
-        economy *= 1.22 if n_stops == 0 else 1.0 - 0.07 * n_stops
+        economy = (60 + 0.085 * km + float(rng.normal(0, 30))) * airline.factor
+        economy *= 1.22 if not via else 1.0 - 0.07 * len(via)
         prices = {}
         for cabin, factor in CABIN_FACTORS.items():
             p = max(49, round(economy * factor))
