@@ -233,3 +233,13 @@ def test_odd_urls_never_crash_the_site(site, path):
         client.post("/book", data={"flight": "x", "cabin": "economy", "adults": "²"}).status_code
         == 200
     )
+
+
+def test_return_date_links_to_the_way_back(site):
+    client, _, _ = site
+    page = client.get("/results", params=dict(SEARCH, **{"return": "2027-03-20"})).text
+    link = html.unescape(re.search(r'href="([^"]+)">Return flights on 2027-03-20', page).group(1))
+    back = client.get(link).text
+    assert "Boston to Denver" in back and "2027-03-20" in back
+    bad = client.get("/results", params=dict(SEARCH, **{"return": "2027-03-01"})).text
+    assert any("Return date must not be before" in e for e in errors(bad))
