@@ -54,6 +54,13 @@ ENTRIES: list[EnvEntry] = [
         tags=("web",),
     ),
     EnvEntry(
+        "EarlyExp/FlightBooking-v0",
+        "earlyexp.envs.flights.env:FlightBookingEnv",
+        "book flights on a real web site (Starlette, SQLite) via Playwright in headless Chromium",
+        "unseen airports and airlines, arrival-window and layover limits, a second site layout",
+        tags=("browser",),
+    ),
+    EnvEntry(
         "EarlyExp/SearchQA-v0",
         "earlyexp.envs.searchqa.env:SearchQAEnv",
         "multi-hop questions over a generated encyclopedia; search[query] (BM25), answer[text]",
