@@ -46,7 +46,12 @@ for name, qs in (("goal", queries), ("short", short)):
         lat = np.array(lat) * 1000
         out[f"{name}_{kind}"] = [float(np.percentile(lat, p)) for p in (50, 90, 99)]
 out["queries"] = n
-out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+# VmHWM, not ru_maxrss: Linux carries ru_maxrss over fork + exec, so after a build in the
+# parent it would report the build's peak instead of this process's
+hwm = [line for line in open("/proc/self/status") if line.startswith("VmHWM:")]
+out["peak_rss_mb"] = (
+    int(hwm[0].split()[1]) if hwm else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+) / 1024
 print(json.dumps(out))
 """
 

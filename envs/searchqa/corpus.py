@@ -19,8 +19,9 @@ from pathlib import Path
 from earlyexp.envs.core.search import BM25Index
 from earlyexp.envs.searchqa.world import Passage, World, generate_world
 
-FORMAT = "v2"
-"""Bump when world generation or passage rendering changes (invalidates cached indexes)."""
+FORMAT = "v3"
+"""Bump when world generation, passage rendering or the index layout changes (invalidates
+cached indexes). v3: the index keeps no positions (:mod:`earlyexp.envs.core.search`)."""
 
 _CACHE: dict[tuple[int, int], Corpus] = {}
 
