@@ -56,7 +56,7 @@ PROFILES: dict[str, Profile] = {
             seeds=(0,),
             eval_tasks=50,
             train_episodes=200,
-            train_steps={"sb3": 30_000, "llm": 300},
+            train_steps={"sb3": 50_000, "llm": 300},
             env_overrides={"EarlyExp/FlightBooking-v0": {"eval_tasks": 10, "train_episodes": 40}},
         ),
         Profile(
