@@ -1,0 +1,181 @@
+"""Supervised fine-tuning on chat data with the loss on assistant tokens only.
+
+Loss (IL, Early Experience eq. 1): L = -sum_i log pi(a_i | s_i), averaged over the trainable
+tokens of a batch; the mask comes from :class:`~earlyexp.agents.chat.ChatEncoder` (the
+assistant content and its end-of-turn token; prompts and observations are masked out).
+AdamW, linear warmup then cosine decay to 0, gradient clipping, bf16 autocast on CUDA.
+Seeded: the same seed, data and model give the same run.
+
+    python -m earlyexp.agents.sft --data expert_sft.jsonl --model tiny --out ckpt/
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from earlyexp.agents.chat import ChatEncoder
+from earlyexp.agents.prompting import Message
+
+IGNORE = -100
+
+
+@dataclass
+class SFTConfig:
+    """SFT hyper-parameters (the field docs are the ``--help``).
+
+    Attributes:
+        steps: optimizer steps.
+        batch_size: examples per step.
+        lr: peak learning rate of AdamW.
+        warmup_ratio: share of the steps with a linear warmup.
+        weight_decay: AdamW weight decay.
+        grad_clip: max global gradient norm.
+        seed: seeds the initialization of LoRA, the batch order and dropout.
+        max_len: examples longer than this keep their last ``max_len`` tokens.
+        train_on: ``last`` assistant message per example (one (s, a) pair) or ``all``.
+        lora_r: LoRA rank (0: train every parameter); needs the lora extra.
+        log_every: log the loss every this many steps.
+    """
+
+    steps: int = 200
+    batch_size: int = 16
+    lr: float = 1e-3
+    warmup_ratio: float = 0.1
+    weight_decay: float = 0.0
+    grad_clip: float = 1.0
+    seed: int = 0
+    max_len: int = 1024
+    train_on: str = "last"
+    lora_r: int = 0
+    log_every: int = 10
+
+    def __post_init__(self) -> None:
+        for name in ("steps", "batch_size", "max_len", "log_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"Expect {name} >= 1, actually: {getattr(self, name)}")
+        if not 0 <= self.warmup_ratio < 1:
+            raise ValueError(f"Expect warmup_ratio in [0, 1), actually: {self.warmup_ratio}")
+        if self.lr <= 0:
+            raise ValueError(f"Expect lr > 0, actually: {self.lr}")
+
+
+def encode_conversations(
+    encoder: ChatEncoder, conversations: Sequence[Sequence[Message]], train_on: str, max_len: int
+) -> list[tuple[list[int], list[int]]]:
+    """Encode each conversation to (ids, mask), keeping the last ``max_len`` tokens."""
+    out = []
+    for messages in conversations:
+        ids, mask = encoder.encode(messages, train_on)
+        if sum(mask) == 0:
+            raise ValueError("Expect an assistant message in every example, actually: none")
+        out.append((ids[-max_len:], mask[-max_len:]))
+    return out
+
+
+def collate(batch: Sequence[tuple[list[int], list[int]]], pad_id: int) -> dict[str, Any]:
+    """Right-pad a batch: input_ids, attention_mask, labels (IGNORE off the mask), all (B, T)."""
+    import torch
+
+    T = max(len(ids) for ids, _ in batch)
+    B = len(batch)
+    input_ids = torch.full((B, T), pad_id, dtype=torch.long)
+    attention = torch.zeros((B, T), dtype=torch.long)
+    labels = torch.full((B, T), IGNORE, dtype=torch.long)
+    for i, (ids, mask) in enumerate(batch):
+        n = len(ids)
+        input_ids[i, :n] = torch.tensor(ids)
+        attention[i, :n] = 1
+        labels[i, :n] = torch.where(torch.tensor(mask, dtype=torch.bool), torch.tensor(ids), IGNORE)
+    return {"input_ids": input_ids, "attention_mask": attention, "labels": labels}
+
+
+def lr_factor(step: int, total: int, warmup: int) -> float:
+    """Linear warmup to 1 over ``warmup`` steps, then cosine decay to 0 at ``total``."""
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+
+def batches(n: int, batch_size: int, steps: int, seed: int):
+    """Yield ``steps`` index batches: shuffled epochs over ``n`` examples."""
+    rng = np.random.default_rng(seed)
+    order: list[int] = []
+    for _ in range(steps):
+        while len(order) < batch_size:
+            order += rng.permutation(n).tolist()
+        yield order[:batch_size]
+        order = order[batch_size:]
+
+
+def train_sft(
+    model: Any, examples: Sequence[tuple[list[int], list[int]]], pad_id: int, config: SFTConfig
+) -> list[dict[str, float]]:
+    """Train ``model`` in place on encoded ``examples``; return the loss log."""
+    import torch
+
+    if not examples:
+        raise ValueError("Expect at least one training example, actually: none")
+    torch.manual_seed(config.seed)
+    device = next(model.parameters()).device
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    warmup = int(config.warmup_ratio * config.steps)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, config.steps, warmup))
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
+    model.train()
+    log = []
+    for step, idx in enumerate(batches(len(examples), config.batch_size, config.steps, config.seed)):
+        batch = {k: v.to(device) for k, v in collate([examples[i] for i in idx], pad_id).items()}
+        with autocast:
+            loss = model(**batch).loss  # mean -log pi over the labelled (assistant) tokens
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        norm = torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
+        opt.step()
+        sched.step()
+        if step % config.log_every == 0 or step == config.steps - 1:
+            log.append({"step": step, "loss": float(loss), "grad_norm": float(norm), "lr": sched.get_last_lr()[0]})
+    model.eval()
+    return log
+
+
+def add_lora(model: Any, r: int, seed: int) -> Any:
+    """Wrap ``model`` with LoRA adapters of rank ``r`` on its attention projections."""
+    try:
+        from peft import LoraConfig, get_peft_model
+    except ModuleNotFoundError as e:
+        raise ModuleNotFoundError("LoRA needs the lora extra: `pip install 'earlyexp[lora]'`") from e
+    import torch
+
+    torch.manual_seed(seed)
+    config = LoraConfig(r=r, lora_alpha=2 * r, target_modules=["q_proj", "v_proj"], lora_dropout=0.0)
+    return get_peft_model(model, config)
+
+
+def sft_on_conversations(
+    model: Any, tokenizer: Any, conversations: Sequence[Sequence[Message]], config: SFTConfig
+) -> tuple[Any, list[dict[str, float]]]:
+    """Encode chat ``conversations`` and train; return (model, loss log)."""
+    encoder = ChatEncoder(tokenizer)
+    examples = encode_conversations(encoder, conversations, config.train_on, config.max_len)
+    if config.lora_r > 0:
+        model = add_lora(model, config.lora_r, config.seed)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else min(encoder.eos_ids)
+    return model, train_sft(model, examples, pad, config)
+
+
+def save_checkpoint(model: Any, tokenizer: Any, path: Path) -> Path:
+    """``save_pretrained`` model (LoRA merged into the weights) and tokenizer into ``path``."""
+    if hasattr(model, "merge_and_unload"):
+        model = model.merge_and_unload()
+    path.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
