@@ -49,7 +49,9 @@ class MethodFn(Protocol):
         device: str,
         model: str,
         **kwargs: Any,
-    ) -> list[EpisodeRecord]: ...
+    ) -> list[EpisodeRecord]:
+        """Run the cell; return the test and ood episode records."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -69,7 +71,9 @@ def register_method(name: str, kind: str, description: str = "") -> Callable[[Me
     """Register ``fn`` under ``name`` (decorator)."""
 
     def deco(fn: MethodFn) -> MethodFn:
-        METHODS[name] = Method(name, fn, kind, description or (fn.__doc__ or "").strip().split("\n")[0])
+        METHODS[name] = Method(
+            name, fn, kind, description or (fn.__doc__ or "").strip().split("\n")[0]
+        )
         return fn
 
     return deco

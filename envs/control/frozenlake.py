@@ -19,6 +19,7 @@ SYMBOLS: dict[str, dict[str, str]] = {
 LEGEND = "Legend: P = you, G = goal, H = hole, F = frozen ice."
 
 ID_SIZES, OOD_SIZES = (2, 6), (7, 9)
+CHANNELS = ("agent", "G", "H", "F")  # plane order of grid_channels()
 ID_BUDGET, OOD_BUDGET = 8, 20
 
 
@@ -123,7 +124,10 @@ class FrozenLakeEnv(TextEnv[FrozenLakeTask]):
     grammar = MOVE_GRAMMAR
 
     def __init__(
-        self, symbols: str = "abstract", render_mode: str | None = None, max_steps: int | None = None
+        self,
+        symbols: str = "abstract",
+        render_mode: str | None = None,
+        max_steps: int | None = None,
     ) -> None:
         self.symbols = check_symbols(symbols)
         super().__init__(render_mode=render_mode, max_steps=max_steps)
@@ -207,6 +211,18 @@ class FrozenLakeEnv(TextEnv[FrozenLakeTask]):
         assert self.task is not None
         plan = shortest_path(self.task, self.state[0])
         return plan[0] if plan else MOVE_NAMES[0]
+
+    def grid_channels(self) -> np.ndarray:
+        """One-hot planes (agent, goal, hole, frozen) of shape (4, n, n), for numeric views."""
+        assert self.task is not None
+        n = self.task.size
+        planes = np.zeros((len(CHANNELS), n, n), dtype=np.float32)
+        for r, row in enumerate(self.task.rows):
+            for c, ch in enumerate(row):
+                planes[CHANNELS.index({"S": "F"}.get(ch, ch)), r, c] = 1.0
+        (r, c), _ = self.state
+        planes[0, r, c] = 1.0
+        return planes
 
     def _get_state(self) -> Any:
         return self.state  # an immutable tuple

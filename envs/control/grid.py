@@ -8,7 +8,12 @@ from typing import TypeVar
 
 from earlyexp.envs.core.actions import ActionGrammar, ActionSpec
 
-MOVES: dict[str, tuple[int, int]] = {"Up": (-1, 0), "Down": (1, 0), "Left": (0, -1), "Right": (0, 1)}
+MOVES: dict[str, tuple[int, int]] = {
+    "Up": (-1, 0),
+    "Down": (1, 0),
+    "Left": (0, -1),
+    "Right": (0, 1),
+}
 """Action name -> (row delta, column delta). The order is also the action index (Discrete(4))."""
 
 MOVE_NAMES: tuple[str, ...] = tuple(MOVES)

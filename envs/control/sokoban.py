@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field, fields
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -17,7 +18,9 @@ SYMBOLS: dict[str, dict[str, str]] = {
     "legend": {"#": "#", ".": "_", "G": ".", "B": "$", "X": "*", "P": "@", "Q": "+"},
     "remapped": {"#": "Z", ".": "Y", "G": "X", "B": "W", "X": "w", "P": "V", "Q": "v"},
 }
-LEGEND = "Legend: @ = you, + = you on a goal, $ = box, * = box on a goal, . = goal, _ = floor, # = wall."
+LEGEND = (
+    "Legend: @ = you, + = you on a goal, $ = box, * = box on a goal, . = goal, _ = floor, # = wall."
+)
 
 ID_SIZES, OOD_SIZES = (6, 8), (7, 10)
 ID_BOXES, OOD_BOXES = 1, 2
@@ -37,19 +40,42 @@ class SokobanTask:
     budget: int
     optimal: int
 
-    @property
-    def size(self) -> int:
-        """Side length of the square room."""
-        return len(self.walls)
+    def __post_init__(self) -> None:
+        # derived lookups (not in the canonical JSON): walls, and corners where a box is stuck
+        walls = _wall_cells(self.walls)
+        object.__setattr__(self, "size", len(self.walls))
+        object.__setattr__(self, "wall_cells", walls)
+        object.__setattr__(self, "dead_cells", _corners(self.walls, walls) - set(self.goals))
+
+    size: int = field(init=False, repr=False, compare=False)
+    wall_cells: frozenset[int] = field(init=False, repr=False, compare=False)
+    dead_cells: frozenset[int] = field(init=False, repr=False, compare=False)
 
     def is_wall(self, cell: int) -> bool:
         """True when ``cell`` is a wall."""
-        r, c = divmod(cell, self.size)
-        return self.walls[r][c] == "#"
+        return cell in self.wall_cells
 
     def to_json(self) -> dict[str, Any]:
-        """Canonical form for panel hashes."""
-        return asdict(self)
+        """Canonical form for panel hashes (the constructor fields only)."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.init}
+
+
+@lru_cache(maxsize=4096)
+def _wall_cells(walls: tuple[str, ...]) -> frozenset[int]:
+    return frozenset(i for i, ch in enumerate("".join(walls)) if ch == "#")
+
+
+@lru_cache(maxsize=4096)
+def _corners(walls: tuple[str, ...], wall_cells: frozenset[int]) -> frozenset[int]:
+    """Floor cells with a wall above or below and a wall left or right."""
+    n = len(walls)
+    return frozenset(
+        c
+        for c in range(n, n * n - n)
+        if c not in wall_cells
+        and (c - n in wall_cells or c + n in wall_cells)
+        and (c - 1 in wall_cells or c + 1 in wall_cells)
+    )
 
 
 def move(task: SokobanTask, state: State, name: str) -> tuple[State, str]:
@@ -59,12 +85,13 @@ def move(task: SokobanTask, state: State, name: str) -> tuple[State, str]:
     d = dr * n + dc
     player, boxes = state
     nxt = player + d
-    if task.is_wall(nxt):
+    walls = task.wall_cells
+    if nxt in walls:
         return state, "wall"
     if nxt not in boxes:
         return (nxt, boxes), "moved"
     beyond = nxt + d
-    if task.is_wall(beyond) or beyond in boxes:
+    if beyond in walls or beyond in boxes:
         return state, "blocked"
     moved = tuple(sorted(beyond if b == nxt else b for b in boxes))
     return (nxt, moved), "pushed"
@@ -79,15 +106,8 @@ def _successors(task: SokobanTask, state: State):
 
 def _dead(task: SokobanTask, boxes: tuple[int, ...]) -> bool:
     """True when some box sits in a corner that is not a goal (it can never move again)."""
-    n = task.size
-    for b in boxes:
-        if b in task.goals:
-            continue
-        vertical = task.is_wall(b - n) or task.is_wall(b + n)
-        horizontal = task.is_wall(b - 1) or task.is_wall(b + 1)
-        if vertical and horizontal:
-            return True
-    return False
+    dead = task.dead_cells
+    return any(b in dead for b in boxes)
 
 
 def solve(task: SokobanTask, state: State, max_depth: int | None = None) -> list[str] | None:
@@ -99,25 +119,27 @@ def solve(task: SokobanTask, state: State, max_depth: int | None = None) -> list
 
 
 def _room(rng: np.random.Generator, n: int) -> list[list[str]]:
-    grid = [["#"] * n for _ in range(n)]
-    for r in range(1, n - 1):
-        for c in range(1, n - 1):
-            grid[r][c] = "#" if rng.random() < 0.12 else "."
-    return grid
+    inner = rng.random((n, n)) < 0.12
+    return [
+        ["#" if r in (0, n - 1) or c in (0, n - 1) or inner[r, c] else "." for c in range(n)]
+        for r in range(n)
+    ]
 
 
 def _reverse_play(rng: np.random.Generator, task: SokobanTask, steps: int) -> State:
     """Walk backwards from the solved state: the player moves and sometimes pulls a box."""
     n = task.size
+    deltas = [dr * n + dc for dr, dc in MOVES.values()]
     player, boxes = task.player, tuple(sorted(task.goals))
-    for _ in range(steps):
-        dr, dc = MOVES[MOVE_NAMES[int(rng.integers(4))]]
-        d = dr * n + dc
+    for k, pull in zip(
+        rng.integers(4, size=steps).tolist(), (rng.random(steps) < 0.8).tolist(), strict=True
+    ):
+        d = deltas[k]
         nxt = player + d
-        if task.is_wall(nxt) or nxt in boxes:
+        if nxt in task.wall_cells or nxt in boxes:
             continue
         behind = player - d
-        if behind in boxes and rng.random() < 0.8:
+        if behind in boxes and pull:
             boxes = tuple(sorted(player if b == behind else b for b in boxes))
         player = nxt
     return player, boxes
@@ -130,21 +152,33 @@ def generate_task(rng: np.random.Generator, split: str) -> SokobanTask:
     k, budget = (OOD_BOXES, OOD_BUDGET) if ood else (ID_BOXES, ID_BUDGET)
     while True:
         n = int(rng.integers(lo, hi + 1))
-        grid = _room(rng, n)
-        floor = [r * n + c for r in range(n) for c in range(n) if grid[r][c] == "."]
+        walls = tuple("".join(row) for row in _room(rng, n))
+        floor = [i for i, ch in enumerate("".join(walls)) if ch == "."]
         if len(floor) < k + 4:
             continue
-        picks = rng.choice(len(floor), size=k + 1, replace=False)
-        goals = tuple(sorted(floor[int(i)] for i in picks[:k]))
-        walls = tuple("".join(row) for row in grid)
-        solved = SokobanTask(walls, goals, goals, floor[int(picks[k])], budget, 0)
-        player, boxes = _reverse_play(rng, solved, int(rng.integers(4, 4 * budget)))
-        if set(boxes) == set(goals):
-            continue
-        probe = SokobanTask(walls, goals, boxes, player, budget, 0)
-        plan = solve(probe, (player, boxes), max_depth=budget)
-        if plan:
-            return SokobanTask(walls, goals, boxes, player, budget, len(plan))
+        for _ in range(4):  # a few placements per room
+            task = _place(rng, walls, floor, k, budget)
+            if task is not None:
+                return task
+
+
+def _place(
+    rng: np.random.Generator, walls: tuple[str, ...], floor: list[int], k: int, budget: int
+) -> SokobanTask | None:
+    """Put ``k`` boxes on goals and the player beside one, pull backwards, verify by BFS."""
+    n = len(walls)
+    goals = tuple(sorted({floor[int(i)] for i in rng.integers(len(floor), size=k)}))
+    free = set(floor) - set(goals)
+    beside = [goals[0] + d for d in (-n, n, -1, 1) if goals[0] + d in free]
+    if len(goals) < k or not beside:
+        return None
+    solved = SokobanTask(walls, goals, goals, beside[int(rng.integers(len(beside)))], budget, 0)
+    player, boxes = _reverse_play(rng, solved, int(rng.integers(4, 4 * budget)))
+    if set(boxes) == set(goals):
+        return None
+    probe = SokobanTask(walls, goals, boxes, player, budget, 0)
+    plan = solve(probe, (player, boxes), max_depth=budget)
+    return SokobanTask(walls, goals, boxes, player, budget, len(plan)) if plan else None
 
 
 class SokobanEnv(TextEnv[SokobanTask]):
@@ -191,11 +225,15 @@ class SokobanEnv(TextEnv[SokobanTask]):
     grammar = MOVE_GRAMMAR
 
     def __init__(
-        self, symbols: str = "abstract", render_mode: str | None = None, max_steps: int | None = None
+        self,
+        symbols: str = "abstract",
+        render_mode: str | None = None,
+        max_steps: int | None = None,
     ) -> None:
         self.symbols = check_symbols(symbols)
         super().__init__(render_mode=render_mode, max_steps=max_steps)
         self._plan: dict[State, str] = {}
+        self._static: tuple[SokobanTask | None, list[str]] = (None, [])
 
     @property
     def family(self) -> str:
@@ -217,8 +255,7 @@ class SokobanEnv(TextEnv[SokobanTask]):
     def instruction(self) -> str:
         """The task as told to the agent (rules hidden)."""
         return (
-            f"Solve the puzzle within {self.max_steps} steps. "
-            "Valid actions: Up, Down, Left, Right."
+            f"Solve the puzzle within {self.max_steps} steps. Valid actions: Up, Down, Left, Right."
         )
 
     def available_actions(self) -> list[str]:
@@ -240,21 +277,26 @@ class SokobanEnv(TextEnv[SokobanTask]):
         verb = "pushed a box" if what == "pushed" else "moved"
         return Outcome(True, f"The agent {verb} {parsed.name}.")
 
+    def _static_board(self) -> list[str]:
+        """Symbols of walls, floor and goals of the current task (cached per task)."""
+        task = self.task
+        assert task is not None
+        if self._static[0] is not task:
+            sym = SYMBOLS[self.symbols]
+            chars = [sym[ch] for ch in "".join(task.walls)]
+            for g in task.goals:
+                chars[g] = sym["G"]
+            self._static = (task, chars)
+        return self._static[1]
+
     def _observation(self, feedback: str) -> str:
         assert self.task is not None
         sym = SYMBOLS[self.symbols]
         n, (player, boxes), goals = self.task.size, self.state, self.task.goals
-        chars = []
-        for cell in range(n * n):
-            if cell == player:
-                key = "Q" if cell in goals else "P"
-            elif cell in boxes:
-                key = "X" if cell in goals else "B"
-            elif cell in goals:
-                key = "G"
-            else:
-                key = "#" if self.task.is_wall(cell) else "."
-            chars.append(sym[key])
+        chars = list(self._static_board())
+        for b in boxes:
+            chars[b] = sym["X" if b in goals else "B"]
+        chars[player] = sym["Q" if player in goals else "P"]
         board = "\n".join("".join(chars[r * n : (r + 1) * n]) for r in range(n))
         legend = f"\n{LEGEND}" if self.symbols == "legend" else ""
         return f"{feedback}\n{board}{legend}"
@@ -285,6 +327,22 @@ class SokobanEnv(TextEnv[SokobanTask]):
             plan[state] = name
             state, _ = move(self.task, state, name)
         return plan
+
+    def grid_channels(self) -> np.ndarray:
+        """One-hot planes (agent, box, goal, wall, floor) of shape (5, n, n), for numeric views."""
+        assert self.task is not None
+        n = self.task.size
+        planes = np.zeros((5, n, n), dtype=np.float32)
+        for r, row in enumerate(self.task.walls):
+            for c, ch in enumerate(row):
+                planes[3 if ch == "#" else 4, r, c] = 1.0
+        player, boxes = self.state
+        planes[0].flat[player] = 1.0
+        for b in boxes:
+            planes[1].flat[b] = 1.0
+        for g in self.task.goals:
+            planes[2].flat[g] = 1.0
+        return planes
 
     def _get_state(self) -> Any:
         return self.state  # an immutable tuple

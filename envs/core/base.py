@@ -94,7 +94,9 @@ class TextEnv(gym.Env[str, str], Generic[TaskT]):
         self.render_mode = render_mode
         self.max_steps_override = max_steps
         self.observation_space = AnyText()
-        self.action_space = AnyText(examples=tuple(e for s in self.grammar.specs for e in s.examples))
+        self.action_space = AnyText(
+            examples=tuple(e for s in self.grammar.specs for e in s.examples)
+        )
         self.state: Any = None
         self.task: TaskT | None = None
         self.task_index: int | None = None
@@ -156,7 +158,9 @@ class TextEnv(gym.Env[str, str], Generic[TaskT]):
         options = dict(options or {})
         unknown = set(options) - {"split", "task"}
         if unknown:
-            raise ValueError(f"Expect options among {{'split', 'task'}}, actually: {sorted(unknown)}")
+            raise ValueError(
+                f"Expect options among {{'split', 'task'}}, actually: {sorted(unknown)}"
+            )
         split = check_split(options.get("split", "train"))
         size = self.panel_sizes.get(split)
         if "task" in options and options["task"] is not None:
@@ -181,7 +185,9 @@ class TextEnv(gym.Env[str, str], Generic[TaskT]):
         if isinstance(action, str):
             outcome = self._apply(action)
         else:
-            outcome = Outcome(False, f"Expected the action as text (str), got {type(action).__name__}.")
+            outcome = Outcome(
+                False, f"Expected the action as text (str), got {type(action).__name__}."
+            )
         return self._finish_step(outcome)
 
     def _finish_step(self, outcome: Outcome) -> tuple[str, float, bool, bool, StepInfo]:
@@ -246,7 +252,9 @@ class TextEnv(gym.Env[str, str], Generic[TaskT]):
         """Return every task of the fixed ``test`` or ``ood`` panel."""
         check_split(split)
         if split not in self.panel_sizes:
-            raise ValueError(f"Expect a fixed split {sorted(self.panel_sizes)}, actually: {split!r}")
+            raise ValueError(
+                f"Expect a fixed split {sorted(self.panel_sizes)}, actually: {split!r}"
+            )
         return build_panel(self.family, split, self.panel_sizes[split], self.make_task)
 
     def panel_hash(self, split: str) -> str:

@@ -59,7 +59,9 @@ class BM25Index:
             index = tantivy.Index(schema)
         writer = index.writer(heap_size=heap_bytes, num_threads=1)
         for doc_id, doc in docs:
-            writer.add_document(tantivy.Document(id=int(doc_id), **{f: doc.get(f, "") for f in fields}))
+            writer.add_document(
+                tantivy.Document(id=int(doc_id), **{f: doc.get(f, "") for f in fields})
+            )
         writer.commit()
         writer.wait_merging_threads()
         index.reload()

@@ -11,7 +11,9 @@ from typing import Any
 import numpy as np
 from gymnasium import spaces
 
-_SAMPLE_ALPHABET = tuple("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 []_-.,:;!?")
+_SAMPLE_ALPHABET = tuple(
+    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 []_-.,:;!?"
+)
 
 
 class AnyText(spaces.Space[str]):
@@ -46,7 +48,9 @@ class AnyText(spaces.Space[str]):
             return self.examples[int(rng.integers(len(self.examples)))]
         limit = 12 if self.max_length is None else min(12, self.max_length)
         n = int(rng.integers(0, limit + 1))
-        return "".join(_SAMPLE_ALPHABET[int(i)] for i in rng.integers(len(_SAMPLE_ALPHABET), size=n))
+        return "".join(
+            _SAMPLE_ALPHABET[int(i)] for i in rng.integers(len(_SAMPLE_ALPHABET), size=n)
+        )
 
     def contains(self, x: Any) -> bool:
         """Return True for any ``str`` within the length bound."""

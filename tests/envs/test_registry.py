@@ -25,9 +25,31 @@ from earlyexp.envs.core import INFO_KEYS
 IDS = env_ids()
 QUICK_PANEL: dict[str, int] = {}  # env id -> panel tasks checked in the default run
 NEAR_MISSES = [
-    "", " ", "\n", "\t\t", "UP!", "Left;Right", "Up Up", "up\x00", "\x00", "\x1b[2J", "None",
-    "()", "[", "]", "[]", "click[", "search]", "🙂", "Ωmega", "'; DROP TABLE x; --",
-    "<script>alert(1)</script>", "a" * 100_000, "🙂" * 5000, "\u202eRight", "!" * 300,
+    "",
+    " ",
+    "\n",
+    "\t\t",
+    "UP!",
+    "Left;Right",
+    "Up Up",
+    "up\x00",
+    "\x00",
+    "\x1b[2J",
+    "None",
+    "()",
+    "[",
+    "]",
+    "[]",
+    "click[",
+    "search]",
+    "🙂",
+    "Ωmega",
+    "'; DROP TABLE x; --",
+    "<script>alert(1)</script>",
+    "a" * 100_000,
+    "🙂" * 5000,
+    "\u202eRight",
+    "!" * 300,
 ]
 BAD_PREFIXES = ["!", "?", "~", "}", "\x00", "\x07", "¿", "🙂", "%"]
 
@@ -53,7 +75,11 @@ def test_check_env_passes_without_warnings(env_id):
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             check_env(env.unwrapped, skip_render_check=True)
-        messages = [str(w.message) for w in caught if "earlyexp" in str(w.filename) or "gymnasium" in str(w.filename)]
+        messages = [
+            str(w.message)
+            for w in caught
+            if "earlyexp" in str(w.filename) or "gymnasium" in str(w.filename)
+        ]
         assert messages == []
     finally:
         env.close()
@@ -68,7 +94,9 @@ def test_same_seed_same_actions_same_observations(env_id):
         seen = [obs]
         for t in range(50):
             acts = info["available_actions"] or ["noop"]
-            action = env.unwrapped.expert_action() if t % 3 == 0 else acts[int(rng.integers(len(acts)))]
+            action = (
+                env.unwrapped.expert_action() if t % 3 == 0 else acts[int(rng.integers(len(acts)))]
+            )
             obs, _, term, trunc, info = env.step(action)
             seen.append(obs)
             if term or trunc:

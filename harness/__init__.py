@@ -1,0 +1,1 @@
+"""The earlyexp harness: the ``earlyexp`` CLI, benchmarks, metrics and reports."""

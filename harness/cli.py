@@ -1,0 +1,159 @@
+"""The ``earlyexp`` command: list envs, play them, serve the web sites, run benchmarks."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from dataclasses import dataclass
+
+from earlyexp.harness.config import add_dataclass_args, from_args
+
+SITES = {
+    "webshop": "earlyexp.envs.webshop.site",
+    "flights": "earlyexp.envs.flights.site",
+}
+
+
+@dataclass
+class PlayConfig:
+    """Arguments of ``earlyexp play``."""
+
+    policy: str = "human"
+    """Who acts: human (type actions at the prompt), expert or random."""
+    episodes: int = 1
+    """Episodes to play."""
+    split: str = "test"
+    """Panel: train (procedural stream), test or ood."""
+    task: int = -1
+    """Panel index (-1: drawn from the seed)."""
+    seed: int = 0
+    """Seed of the first episode."""
+
+
+def cmd_envs(args: argparse.Namespace) -> int:
+    """Print every registered id with its splits, panel sizes and hashes."""
+    import gymnasium as gym
+
+    import earlyexp.envs as envs
+
+    for e in envs.ENTRIES:
+        if args.ids and e.id not in args.ids:
+            continue
+        print(f"{e.id}  [{', '.join(e.tags) or '-'}]\n  {e.summary}\n  ood: {e.ood}")
+        env = gym.make(e.id)
+        raw = env.unwrapped
+        print("  train: procedural stream")
+        for split, size in raw.panel_sizes.items():
+            digest = raw.panel_hash(split) if not args.no_hash else "(hash skipped)"
+            print(f"  {split}: {size} tasks, hash {digest}")
+        env.close()
+    return 0
+
+
+def _choose(policy: str, env, info: dict, rng) -> str | None:
+    if policy == "expert":
+        return env.unwrapped.expert_action()
+    if policy == "random":
+        acts = info["available_actions"]
+        return acts[int(rng.integers(len(acts)))] if acts else env.action_space.sample()
+    try:
+        return input("action> ")
+    except EOFError:
+        return None
+
+
+def cmd_play(args: argparse.Namespace) -> int:
+    """Play episodes in the terminal (a person, the expert or a random policy)."""
+    import gymnasium as gym
+    import numpy as np
+
+    import earlyexp.envs  # noqa: F401
+
+    cfg = from_args(PlayConfig, args)
+    if cfg.policy not in ("human", "expert", "random"):
+        raise ValueError(f"Expect --policy human, expert or random, actually: {cfg.policy!r}")
+    env = gym.make(args.env_id)
+    rng = np.random.default_rng(cfg.seed)
+    if cfg.policy == "human":
+        print(env.unwrapped.action_help())
+    wins = 0
+    for ep in range(cfg.episodes):
+        options = {"split": cfg.split, "task": cfg.task if cfg.task >= 0 else None}
+        obs, info = env.reset(seed=cfg.seed + ep, options=options)
+        print(f"\n=== episode {ep + 1}: {info['task']}\n{obs}")
+        done = False
+        while not done:
+            action = _choose(cfg.policy, env, info, rng)
+            if action is None:
+                env.close()
+                return 0
+            obs, reward, term, trunc, info = env.step(action)
+            print(f"\n> {action}\n{obs}")
+            done = term or trunc
+        wins += info["success"]
+        print(f"--- score {info['score']:.3f}, success {info['success']}")
+        for item in info["rubric"]:
+            print(f"    [{'x' if item['met'] else ' '}] {item['criterion']}")
+    print(f"\n{wins}/{cfg.episodes} episodes succeeded")
+    env.close()
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    """Run the benchmark and print the table."""
+    from earlyexp.harness.bench import BenchConfig, run_bench
+
+    cfg = from_args(BenchConfig, args)
+    out = run_bench(cfg)
+    print((out / "table.md").read_text())
+    print(f"run folder: {out} (results.json, table.md, plots/, cells/)")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Serve a web site of the suite on 127.0.0.1."""
+    if args.site not in SITES:
+        raise ValueError(f"Expect a site in {sorted(SITES)}, actually: {args.site!r}")
+    module = importlib.import_module(SITES[args.site])
+    return int(module.main(args.rest))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``earlyexp`` argument parser."""
+    p = argparse.ArgumentParser(prog="earlyexp", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+    e = sub.add_parser("envs", help="list env ids, splits, panel sizes and hashes")
+    e.add_argument("ids", nargs="*", help="only these ids")
+    e.add_argument("--no-hash", action="store_true", help="skip the panel hashes (faster)")
+    e.set_defaults(fn=cmd_envs)
+    pl = sub.add_parser("play", help="play an env in the terminal")
+    pl.add_argument("env_id", help="e.g. EarlyExp/FrozenLake-v0")
+    add_dataclass_args(pl, PlayConfig)
+    pl.set_defaults(fn=cmd_play)
+    from earlyexp.harness.bench import BenchConfig
+
+    b = sub.add_parser("bench", help="run methods x envs x seeds and report ID/OOD success")
+    add_dataclass_args(b, BenchConfig)
+    b.set_defaults(fn=cmd_bench)
+    s = sub.add_parser("serve", help="serve a web site (webshop, flights) on 127.0.0.1")
+    s.add_argument("site", help=f"one of {', '.join(SITES)}")
+    s.add_argument("rest", nargs=argparse.REMAINDER, help="the site's own options (--port ...)")
+    s.set_defaults(fn=cmd_serve)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``earlyexp`` console script."""
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.fn(args))
+    except ValueError as e:
+        print(f"earlyexp: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,143 @@
+"""Tables and plots from bench cells: success with Wilson 95% intervals, ID vs OOD."""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from earlyexp.harness.records import EpisodeRecord
+from earlyexp.harness.stats import wilson_interval
+
+
+@dataclass(frozen=True)
+class SplitSummary:
+    """Pooled metrics of one method on one env's panel (over seeds)."""
+
+    n: int
+    success: float
+    ci_low: float
+    ci_high: float
+    score: float
+    invalid_rate: float
+    steps: float
+    tokens: float
+
+
+def summarize(records: list[EpisodeRecord]) -> SplitSummary | None:
+    """Pool ``records`` into a :class:`SplitSummary` (None when empty)."""
+    n = len(records)
+    if n == 0:
+        return None
+    wins = sum(r.success for r in records)
+    lo, hi = wilson_interval(wins, n)
+    steps = sum(r.steps for r in records)
+    return SplitSummary(
+        n=n, success=wins / n, ci_low=lo, ci_high=hi,
+        score=sum(r.score for r in records) / n,
+        invalid_rate=sum(r.invalid for r in records) / max(steps, 1),
+        steps=steps / n, tokens=sum(r.tokens for r in records) / n,
+    )  # fmt: skip
+
+
+def summary_rows(cells: list[dict]) -> list[dict[str, Any]]:
+    """One row per (env, method): ID (test) and OOD summaries pooled over seeds."""
+    pooled: dict[tuple[str, str], list[EpisodeRecord]] = defaultdict(list)
+    errors: dict[tuple[str, str], str] = {}
+    seeds: dict[tuple[str, str], list[int]] = defaultdict(list)
+    for cell in cells:
+        key = (cell["env"], cell["method"])
+        seeds[key].append(cell["seed"])
+        if cell.get("status") != "done":
+            errors[key] = cell.get("error", "not finished")
+        pooled[key] += [EpisodeRecord.from_json(e) for e in cell.get("episodes", [])]
+    rows = []
+    for (env, method), recs in sorted(pooled.items()):
+        ids = summarize([r for r in recs if r.split == "test"])
+        ood = summarize([r for r in recs if r.split == "ood"])
+        rows.append({
+            "env": env, "method": method, "seeds": sorted(seeds[(env, method)]),
+            "id": asdict(ids) if ids else None, "ood": asdict(ood) if ood else None,
+            "error": errors.get((env, method)),
+        })  # fmt: skip
+    return rows
+
+
+def _pct(s: dict | None) -> str:
+    if not s:
+        return "-"
+    return f"{100 * s['success']:.1f} [{100 * s['ci_low']:.1f}, {100 * s['ci_high']:.1f}]"
+
+
+def markdown_table(rows: list[dict[str, Any]]) -> str:
+    """The results table: ID and OOD success (%) with Wilson 95% intervals and more."""
+    head = (
+        "| env | method | ID success % [95% CI] | OOD success % [95% CI] | ID score | OOD score "
+        "| invalid % | steps | tokens | n (ID/OOD) |\n|---|---|---|---|---|---|---|---|---|---|"
+    )
+    lines = [head]
+    for r in rows:
+        i, o = r["id"], r["ood"]
+        both = [s for s in (i, o) if s]
+        n_steps = sum(s["steps"] * s["n"] for s in both)
+        invalid = sum(s["invalid_rate"] * s["steps"] * s["n"] for s in both) / max(n_steps, 1e-9)
+        steps = n_steps / max(sum(s["n"] for s in both), 1)
+        tokens = sum(s["tokens"] * s["n"] for s in both) / max(sum(s["n"] for s in both), 1)
+        name = r["method"] + (" (error)" if r["error"] else "")
+        lines.append(
+            f"| {r['env'].removeprefix('EarlyExp/')} | {name} | {_pct(i)} | {_pct(o)} "
+            f"| {i['score']:.3f} | {o['score']:.3f} | {100 * invalid:.1f} | {steps:.1f} "
+            f"| {tokens:.0f} | {i['n']}/{o['n']} |"
+            if i and o
+            else f"| {r['env'].removeprefix('EarlyExp/')} | {name} | {_pct(i)} | {_pct(o)} | - | - | - | - | - | - |"
+        )
+    return "\n".join(lines)
+
+
+def plot_success(rows: list[dict[str, Any]], path: Path) -> bool:
+    """Bar chart of ID vs OOD success with Wilson intervals, one panel per env (PNG)."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ModuleNotFoundError:
+        return False
+    envs = sorted({r["env"] for r in rows})
+    fig, axes = plt.subplots(1, len(envs), figsize=(4.2 * len(envs), 3.6), squeeze=False)
+    for ax, env in zip(axes[0], envs, strict=False):
+        sub = [r for r in rows if r["env"] == env and r["id"] and r["ood"]]
+        xs = range(len(sub))
+        for off, key, label in ((-0.2, "id", "ID"), (0.2, "ood", "OOD")):
+            vals = [100 * r[key]["success"] for r in sub]
+            err = [[max(0.0, v - 100 * r[key]["ci_low"]) for v, r in zip(vals, sub, strict=False)],
+                   [max(0.0, 100 * r[key]["ci_high"] - v) for v, r in zip(vals, sub, strict=False)]]  # fmt: skip
+            ax.bar([x + off for x in xs], vals, 0.4, yerr=err, capsize=3, label=label)
+        ax.set_xticks(list(xs), [r["method"] for r in sub], rotation=30)
+        ax.set_title(env.removeprefix("EarlyExp/"))
+        ax.set_ylim(0, 100)
+        ax.set_ylabel("success %")
+    axes[0][0].legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+def write_report(out: Path, cells: list[dict], cfg: Any) -> str:
+    """Write results.json, table.md and plots/success.png into ``out``; return the table."""
+    rows = summary_rows(cells)
+    table = markdown_table(rows)
+    (out / "plots").mkdir(exist_ok=True)
+    plotted = plot_success(rows, out / "plots" / "success.png")
+    results = {"config": asdict(cfg), "summary": rows, "cells": cells}
+    (out / "results.json").write_text(json.dumps(results, indent=1))
+    note = "" if plotted else "\n\n(plots skipped: install the `report` extra for matplotlib)"
+    (out / "table.md").write_text(
+        f"# earlyexp bench: profile {cfg.profile}\n\n"
+        "Success = the env's success flag; ID = the `test` panel, OOD = the `ood` panel; "
+        "intervals are Wilson 95%.\n\n" + table + note + "\n"
+    )
+    return table

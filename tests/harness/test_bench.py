@@ -1,0 +1,90 @@
+import json
+
+import pytest
+
+from earlyexp.harness.bench import BenchConfig, run_bench
+from earlyexp.harness.cli import main
+
+CONTROL = ["EarlyExp/FrozenLake-v0", "EarlyExp/Sokoban-v0"]
+
+
+def test_bench_writes_run_folder_and_resumes(tmp_path, monkeypatch):
+    out = tmp_path / "run"
+    cfg = BenchConfig(profile="smoke", envs=CONTROL, methods=["random", "expert"], out=str(out))
+    run_bench(cfg)
+    results = json.loads((out / "results.json").read_text())
+    rows = {(r["env"], r["method"]): r for r in results["summary"]}
+    assert len(rows) == 4
+    for env in CONTROL:
+        assert rows[(env, "expert")]["id"]["success"] == 1.0
+        assert rows[(env, "expert")]["ood"]["n"] == 3
+    table = (out / "table.md").read_text()
+    assert "ID success" in table and "FrozenLake-v0 | expert | 100.0" in table
+    assert (out / "plots" / "success.png").stat().st_size > 1000
+    # resume: finished cells are not run again
+    from earlyexp.harness import bench
+
+    calls = []
+    monkeypatch.setattr(bench, "run_cell", lambda *a, **k: calls.append(a) or {})
+    run_bench(cfg)
+    assert calls == []
+
+
+def test_bench_reruns_a_failed_cell(tmp_path):
+    out = tmp_path / "run"
+    cfg = BenchConfig(profile="smoke", envs=CONTROL[:1], methods=["expert"], out=str(out))
+    run_bench(cfg)
+    cell = next((out / "cells").glob("*.json"))
+    data = json.loads(cell.read_text())
+    cell.write_text(json.dumps({**data, "status": "error", "episodes": []}))
+    run_bench(cfg)
+    assert json.loads(cell.read_text())["status"] == "done"
+
+
+def test_bench_refuses_to_mix_configs(tmp_path):
+    out = tmp_path / "run"
+    run_bench(BenchConfig(profile="smoke", envs=CONTROL[:1], methods=["random"], out=str(out)))
+    with pytest.raises(ValueError, match="--fresh"):
+        run_bench(
+            BenchConfig(
+                profile="smoke", envs=CONTROL[:1], methods=["random"], out=str(out), eval_tasks=5
+            )
+        )
+
+
+def test_bench_ppo_cell_trains_and_evaluates(tmp_path):
+    pytest.importorskip("stable_baselines3")
+    out = tmp_path / "run"
+    run_bench(BenchConfig(profile="smoke", envs=CONTROL[:1], methods=["ppo"], out=str(out)))
+    cell = json.loads(next((out / "cells").glob("ppo*.json")).read_text())
+    assert cell["status"] == "done" and len(cell["episodes"]) == 6
+    assert next((out / "cells").glob("ppo*/ppo.zip")).exists()
+
+
+def test_cli_reports_bad_arguments(capsys, tmp_path):
+    assert main(["bench", "--profile", "nope", "--out", str(tmp_path)]) == 2
+    assert "Expect a profile" in capsys.readouterr().err
+    assert (
+        main(["bench", "--profile", "smoke", "--envs", "EarlyExp/Nope-v0", "--out", str(tmp_path)])
+        == 2
+    )
+    assert (
+        main(["bench", "--profile", "smoke", "--methods", "telepathy", "--out", str(tmp_path)]) == 2
+    )
+
+
+def test_cli_envs_and_play(capsys):
+    assert main(["envs", "EarlyExp/FrozenLake-v0"]) == 0
+    out = capsys.readouterr().out
+    assert "test: 500 tasks, hash" in out and "ood: 500 tasks" in out
+    assert main(["play", "EarlyExp/Sokoban-v0", "--policy", "expert", "--episodes", "3"]) == 0
+    assert "3/3 episodes succeeded" in capsys.readouterr().out
+
+
+def test_cli_play_human_reads_stdin(monkeypatch, capsys):
+    import io
+
+    monkeypatch.setattr("sys.stdin", io.StringIO("UP!\nup\n"))
+    assert main(["play", "EarlyExp/FrozenLake-v0", "--split", "test", "--task", "0"]) == 0
+    out = capsys.readouterr().out
+    assert "Invalid action" in out or "Malformed action" in out
