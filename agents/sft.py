@@ -132,16 +132,19 @@ def train_sft(
     model.train()
     log = []
     for step, idx in enumerate(batches(len(examples), config.batch_size, config.steps, config.seed)):
-        batch = {k: v.to(device) for k, v in collate([examples[i] for i in idx], pad_id).items()}
+        batch = collate([examples[i] for i in idx], pad_id)
+        # Right padding under a causal mask: real tokens never attend to the pads after them,
+        # so the attention mask is left out (the fast causal attention kernel applies).
+        ids, labels = batch["input_ids"].to(device), batch["labels"].to(device)  # (B, T)
         with autocast:
-            loss = model(**batch).loss  # mean -log pi over the labelled (assistant) tokens
+            loss = model(input_ids=ids, labels=labels).loss  # mean -log pi over labelled tokens
         opt.zero_grad(set_to_none=True)
         loss.backward()
         norm = torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
         opt.step()
         sched.step()
         if step % config.log_every == 0 or step == config.steps - 1:
-            log.append({"step": step, "loss": float(loss), "grad_norm": float(norm), "lr": sched.get_last_lr()[0]})
+            log.append({"step": step, "loss": loss.item(), "grad_norm": norm.item(), "lr": sched.get_last_lr()[0]})
     model.eval()
     return log
 

@@ -7,7 +7,8 @@ On CUDA the model runs in bf16; a LoRA adapter folder can be applied with ``peft
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,23 @@ def require_torch() -> Any:
             "`pip install 'earlyexp[train]'`"
         ) from e
     return torch
+
+
+@contextmanager
+def cpu_threads(n: int) -> Iterator[None]:
+    """Run the block with ``n`` torch intra-op threads (0: leave torch's setting), then restore.
+
+    Tiny models gain little from several threads, and lose a lot when the cores are shared
+    (threads spin waiting for each other), so the methods default to one.
+    """
+    torch = require_torch()
+    before = torch.get_num_threads()
+    if n > 0:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def resolve_device(device: str) -> str:

@@ -84,7 +84,14 @@ class TinySpec:
 
 PRESETS: dict[str, TinySpec] = {
     "tiny": TinySpec(),
-    "test": TinySpec(vocab_size=1024, hidden_size=64, num_layers=2, num_heads=2, episodes=4),
+    "test": TinySpec(
+        vocab_size=1024,
+        hidden_size=64,
+        num_layers=2,
+        num_heads=2,
+        envs=("EarlyExp/FrozenLake-v0", "EarlyExp/Sokoban-v0"),
+        episodes=4,
+    ),
 }
 """Named specs: ``tiny`` (the bench default) and ``test`` (the unit tests' model)."""
 

@@ -38,6 +38,7 @@ class LLMKnobs:
         temperature: sampling temperature at evaluation (0: greedy).
         lr: SFT peak learning rate.
         sft_batch_size: SFT examples per optimizer step.
+        threads: torch CPU threads while the method runs (0: torch's default).
     """
 
     batch_size: int = 32
@@ -46,6 +47,7 @@ class LLMKnobs:
     temperature: float = 0.0
     lr: float = 1e-3
     sft_batch_size: int = 16
+    threads: int = 1
 
     @classmethod
     def from_extra(cls, extra: dict[str, Any]) -> LLMKnobs:
@@ -96,11 +98,12 @@ def run_prompt(
     *, env_id: str, seed: int, budget: Budget, run_dir: Path, device: str, model: str, **kwargs: Any
 ) -> list[EpisodeRecord]:
     """The LLM policy zero-shot: the prompt alone, no training."""
-    from earlyexp.agents.backends.hf import HFPolicy
+    from earlyexp.agents.backends.hf import HFPolicy, cpu_threads
 
     knobs = LLMKnobs.from_extra(budget.extra)
-    policy = HFPolicy.from_pretrained(resolve_model(model), device, batch_size=knobs.batch_size)
-    return evaluate(policy, env_id, budget, knobs, seed, Path(run_dir))
+    with cpu_threads(knobs.threads):
+        policy = HFPolicy.from_pretrained(resolve_model(model), device, batch_size=knobs.batch_size)
+        return evaluate(policy, env_id, budget, knobs, seed, Path(run_dir))
 
 
 @register_method("il", kind="llm")
@@ -108,12 +111,20 @@ def run_il(
     *, env_id: str, seed: int, budget: Budget, run_dir: Path, device: str, model: str, **kwargs: Any
 ) -> list[EpisodeRecord]:
     """Imitation learning: SFT on expert demonstrations of the train stream, then evaluate."""
+    from earlyexp.agents.backends.hf import cpu_threads
+
+    knobs = LLMKnobs.from_extra(budget.extra)
+    with cpu_threads(knobs.threads):
+        return _il(env_id, seed, budget, Path(run_dir), device, model, knobs)
+
+
+def _il(
+    env_id: str, seed: int, budget: Budget, run_dir: Path, device: str, model: str, knobs: LLMKnobs
+) -> list[EpisodeRecord]:
     from earlyexp.agents.backends.hf import HFPolicy, load_model, resolve_device
     from earlyexp.agents.data import EXPERT_FILE, collect_expert, expert_records, read_chat_jsonl, write_chat_jsonl
     from earlyexp.agents.sft import SFTConfig, save_checkpoint, sft_on_conversations
 
-    knobs = LLMKnobs.from_extra(budget.extra)
-    run_dir = Path(run_dir)
     prompt = PromptConfig(window=knobs.window)
     demos = collect_expert(env_id, budget.train_episodes, seed, prompt, knobs.batch_size)
     data = write_chat_jsonl(expert_records(demos, prompt.window), run_dir / EXPERT_FILE)
