@@ -87,7 +87,9 @@ class ChatEncoder:
         """An assistant turn from text (expert data): content + closing, trainable through eos."""
         ids = self._ids(content) + self.closing_trainable
         rest = self.closing_ids[len(self.closing_trainable) :]
-        return [Segment("assistant", ids, True)] + ([Segment("template", rest, False)] if rest else [])
+        return [Segment("assistant", ids, True)] + (
+            [Segment("template", rest, False)] if rest else []
+        )
 
     def closing_after(self, sampled: Sequence[int]) -> Segment | None:
         """Template ids that close a sampled reply (None when the sample closed it itself)."""
@@ -97,7 +99,9 @@ class ChatEncoder:
             rest = self.closing_ids
         return Segment("template", list(rest), False) if rest else None
 
-    def encode(self, messages: Sequence[Message], train_on: str = "last") -> tuple[list[int], list[int]]:
+    def encode(
+        self, messages: Sequence[Message], train_on: str = "last"
+    ) -> tuple[list[int], list[int]]:
         """Return (ids, mask) of a whole conversation.
 
         Args:
@@ -120,7 +124,9 @@ class ChatEncoder:
                     keep = seg.policy and (train_on == "all" or i == last)
                     segments.append(Segment(seg.role, seg.ids, keep))
             else:
-                raise ValueError(f"Expect roles user/assistant after system, actually: {m['role']!r}")
+                raise ValueError(
+                    f"Expect roles user/assistant after system, actually: {m['role']!r}"
+                )
         return flatten(segments)
 
 

@@ -6,12 +6,16 @@ expert's reply ``<action>...</action>`` as the final assistant message. Episodes
 on the ``train`` stream with the env's oracle, ``env.unwrapped.expert_action()``; the
 messages are rendered by :mod:`earlyexp.agents.prompting`, exactly as the agent sees them.
 Extra keys on a line (``env_id``, ``seed``, ``step``) are metadata; readers use ``messages``.
+
+    python -m earlyexp.agents.data --env EarlyExp/Sokoban-v0 --episodes 200 --out expert_sft.jsonl
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +34,11 @@ def train_specs(episodes: int, seed: int) -> list[EpisodeSpec]:
 
 
 def collect_expert(
-    env_id: str, episodes: int, seed: int = 0, prompt: PromptConfig | None = None, num_envs: int = 16
+    env_id: str,
+    episodes: int,
+    seed: int = 0,
+    prompt: PromptConfig | None = None,
+    num_envs: int = 16,
 ) -> list[Trajectory]:
     """Play ``episodes`` train episodes of ``env_id`` with the expert (text trajectories)."""
     engine = RolloutEngine(ExpertPolicy(), prompt)
@@ -54,7 +62,9 @@ def expert_records(trajs: Iterable[Trajectory], window: int) -> list[dict[str, A
     records = []
     for traj in trajs:
         for i, messages in enumerate(step_messages(traj, window)):
-            records.append({"messages": messages, "env_id": traj.env_id, "seed": traj.seed, "step": i})
+            records.append(
+                {"messages": messages, "env_id": traj.env_id, "seed": traj.seed, "step": i}
+            )
     return records
 
 
@@ -76,6 +86,41 @@ def read_chat_jsonl(path: Path) -> list[list[Message]]:
                 continue
             record = json.loads(line)
             if not isinstance(record, dict) or "messages" not in record:
-                raise ValueError(f"Expect {{'messages': [...]}} on line {n} of {path}, actually: {line[:80]!r}")
+                raise ValueError(
+                    f"Expect {{'messages': [...]}} on line {n} of {path}, actually: {line[:80]!r}"
+                )
             out.append(record["messages"])
     return out
+
+
+@dataclass
+class ExportConfig:
+    """Arguments of ``python -m earlyexp.agents.data``."""
+
+    env: str = "EarlyExp/FrozenLake-v0"
+    """Env id whose train stream the expert plays."""
+    episodes: int = 200
+    """Expert episodes."""
+    seed: int = 0
+    """Seed of the episodes."""
+    window: int = 2
+    """Previous turns kept in each example (as the agent will see them)."""
+    out: str = EXPERT_FILE
+    """Output chat JSONL file."""
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Export expert demonstrations as chat JSONL."""
+    from earlyexp.harness.config import add_dataclass_args, from_args
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    add_dataclass_args(parser, ExportConfig)
+    cfg = from_args(ExportConfig, parser.parse_args(argv))
+    trajs = collect_expert(cfg.env, cfg.episodes, cfg.seed, PromptConfig(window=cfg.window))
+    records = expert_records(trajs, cfg.window)
+    print(f"{len(records)} examples -> {write_chat_jsonl(records, Path(cfg.out))}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

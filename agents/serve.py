@@ -145,7 +145,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         if self.path.rstrip("/") == "/v1/models":
-            self._send(200, {"object": "list", "data": [{"id": self.server_ref.name, "object": "model"}]})
+            self._send(
+                200, {"object": "list", "data": [{"id": self.server_ref.name, "object": "model"}]}
+            )
         else:
             self._error(404, f"No route {self.path}")
 

@@ -6,11 +6,13 @@ assistant content and its end-of-turn token; prompts and observations are masked
 AdamW, linear warmup then cosine decay to 0, gradient clipping, bf16 autocast on CUDA.
 Seeded: the same seed, data and model give the same run.
 
-    python -m earlyexp.agents.sft --data expert_sft.jsonl --model tiny --out ckpt/
+    python -m earlyexp.agents.sft --data runs/x/expert_sft.jsonl --model tiny --out ckpt/
 """
 
 from __future__ import annotations
 
+import argparse
+import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -27,33 +29,30 @@ IGNORE = -100
 
 @dataclass
 class SFTConfig:
-    """SFT hyper-parameters (the field docs are the ``--help``).
-
-    Attributes:
-        steps: optimizer steps.
-        batch_size: examples per step.
-        lr: peak learning rate of AdamW.
-        warmup_ratio: share of the steps with a linear warmup.
-        weight_decay: AdamW weight decay.
-        grad_clip: max global gradient norm.
-        seed: seeds the initialization of LoRA, the batch order and dropout.
-        max_len: examples longer than this keep their last ``max_len`` tokens.
-        train_on: ``last`` assistant message per example (one (s, a) pair) or ``all``.
-        lora_r: LoRA rank (0: train every parameter); needs the lora extra.
-        log_every: log the loss every this many steps.
-    """
+    """SFT hyper-parameters (each field's docstring is its ``--help``)."""
 
     steps: int = 200
+    """Optimizer steps."""
     batch_size: int = 16
+    """Examples per optimizer step."""
     lr: float = 1e-3
+    """Peak learning rate of AdamW."""
     warmup_ratio: float = 0.1
+    """Share of the steps with a linear warmup (then cosine decay to 0)."""
     weight_decay: float = 0.0
+    """AdamW weight decay."""
     grad_clip: float = 1.0
+    """Max global gradient norm."""
     seed: int = 0
+    """Seeds LoRA initialization, the batch order and dropout."""
     max_len: int = 1024
+    """Examples longer than this keep their last max_len tokens."""
     train_on: str = "last"
+    """Loss on the 'last' assistant message of each example (one (s, a) pair) or on 'all'."""
     lora_r: int = 0
+    """LoRA rank (0: train every parameter); needs the lora extra."""
     log_every: int = 10
+    """Log the loss every this many steps."""
 
     def __post_init__(self) -> None:
         for name in ("steps", "batch_size", "max_len", "log_every"):
@@ -131,7 +130,9 @@ def train_sft(
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
     model.train()
     log = []
-    for step, idx in enumerate(batches(len(examples), config.batch_size, config.steps, config.seed)):
+    for step, idx in enumerate(
+        batches(len(examples), config.batch_size, config.steps, config.seed)
+    ):
         batch = collate([examples[i] for i in idx], pad_id)
         # Right padding under a causal mask: real tokens never attend to the pads after them,
         # so the attention mask is left out (the fast causal attention kernel applies).
@@ -144,7 +145,14 @@ def train_sft(
         opt.step()
         sched.step()
         if step % config.log_every == 0 or step == config.steps - 1:
-            log.append({"step": step, "loss": loss.item(), "grad_norm": norm.item(), "lr": sched.get_last_lr()[0]})
+            log.append(
+                {
+                    "step": step,
+                    "loss": loss.item(),
+                    "grad_norm": norm.item(),
+                    "lr": sched.get_last_lr()[0],
+                }
+            )
     model.eval()
     return log
 
@@ -154,11 +162,15 @@ def add_lora(model: Any, r: int, seed: int) -> Any:
     try:
         from peft import LoraConfig, get_peft_model
     except ModuleNotFoundError as e:
-        raise ModuleNotFoundError("LoRA needs the lora extra: `pip install 'earlyexp[lora]'`") from e
+        raise ModuleNotFoundError(
+            "LoRA needs the lora extra: `pip install 'earlyexp[lora]'`"
+        ) from e
     import torch
 
     torch.manual_seed(seed)
-    config = LoraConfig(r=r, lora_alpha=2 * r, target_modules=["q_proj", "v_proj"], lora_dropout=0.0)
+    config = LoraConfig(
+        r=r, lora_alpha=2 * r, target_modules=["q_proj", "v_proj"], lora_dropout=0.0
+    )
     return get_peft_model(model, config)
 
 
@@ -182,3 +194,41 @@ def save_checkpoint(model: Any, tokenizer: Any, path: Path) -> Path:
     model.save_pretrained(path)
     tokenizer.save_pretrained(path)
     return path
+
+
+@dataclass
+class SFTRun:
+    """What ``python -m earlyexp.agents.sft`` trains, from where and to where."""
+
+    data: str = "expert_sft.jsonl"
+    """Chat JSONL file, one {"messages": [...]} per line."""
+    model: str = "tiny"
+    """Checkpoint folder to start from, or 'tiny' (the built-in preset)."""
+    out: str = "checkpoint"
+    """Folder for the fine-tuned checkpoint (save_pretrained) and sft_log.json."""
+    device: str = "auto"
+    """auto, cpu or cuda."""
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Fine-tune a checkpoint on a chat JSONL file."""
+    from earlyexp.agents.backends.hf import load_model, resolve_device
+    from earlyexp.agents.data import read_chat_jsonl
+    from earlyexp.agents.methods import resolve_model
+    from earlyexp.harness.config import add_dataclass_args, from_args
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    add_dataclass_args(parser, SFTRun)
+    add_dataclass_args(parser, SFTConfig)
+    args = parser.parse_args(argv)
+    run, config = from_args(SFTRun, args), from_args(SFTConfig, args)
+    model, tokenizer = load_model(resolve_model(run.model), resolve_device(run.device))
+    model, log = sft_on_conversations(model, tokenizer, read_chat_jsonl(Path(run.data)), config)
+    out = save_checkpoint(model, tokenizer, Path(run.out))
+    (out / "sft_log.json").write_text(json.dumps(log, indent=1))
+    print(f"loss {log[0]['loss']:.3f} -> {log[-1]['loss']:.3f}; checkpoint in {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -58,7 +58,9 @@ def resolve_device(device: str) -> str:
     return device
 
 
-def load_model(path: str | Path, device: str = "cpu", lora: str | Path | None = None) -> tuple[Any, Any]:
+def load_model(
+    path: str | Path, device: str = "cpu", lora: str | Path | None = None
+) -> tuple[Any, Any]:
     """Load ``(model, tokenizer)`` from a local folder; bf16 on CUDA; optional LoRA adapter."""
     torch = require_torch()
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -75,7 +77,9 @@ def load_model(path: str | Path, device: str = "cpu", lora: str | Path | None = 
         try:
             from peft import PeftModel
         except ModuleNotFoundError as e:
-            raise ModuleNotFoundError("LoRA needs the lora extra: `pip install 'earlyexp[lora]'`") from e
+            raise ModuleNotFoundError(
+                "LoRA needs the lora extra: `pip install 'earlyexp[lora]'`"
+            ) from e
         model = PeftModel.from_pretrained(model, str(lora))
     model.eval()
     return model, tokenizer
@@ -102,7 +106,11 @@ class HFPolicy:
 
     @classmethod
     def from_pretrained(
-        cls, path: str | Path, device: str = "cpu", lora: str | Path | None = None, batch_size: int = 64
+        cls,
+        path: str | Path,
+        device: str = "cpu",
+        lora: str | Path | None = None,
+        batch_size: int = 64,
     ) -> HFPolicy:
         """Load a checkpoint folder (see :func:`load_model`)."""
         model, tokenizer = load_model(path, resolve_device(device), lora)
@@ -129,8 +137,13 @@ class HFPolicy:
             raise ValueError("Expect non-empty token contexts, actually: an empty one")
         stop_ids, stop_texts = self._stops(sampling.stop)
         rows = sample_batch(
-            self.model, contexts, sampling, self.pad_id, self.encoder.eos_ids | stop_ids,
-            stop_texts, self.tokenizer,
+            self.model,
+            contexts,
+            sampling,
+            self.pad_id,
+            self.encoder.eos_ids | stop_ids,
+            stop_texts,
+            self.tokenizer,
         )
         done = []
         for ids, logps, finished in rows:
@@ -191,7 +204,13 @@ def sample_batch(
     past = None
     with torch.no_grad(), _autocast(device):
         for _ in range(sampling.max_new_tokens):
-            out = model(input_ids=ids, attention_mask=attn, position_ids=pos, past_key_values=past, use_cache=True)
+            out = model(
+                input_ids=ids,
+                attention_mask=attn,
+                position_ids=pos,
+                past_key_values=past,
+                use_cache=True,
+            )
             past = out.past_key_values
             logits = out.logits[:, -1, :].float()  # (B, V)
             nxt = _pick(logits, sampling, gen)  # (B,)
@@ -223,7 +242,9 @@ def _pick(logits: Any, sampling: SamplingParams, gen: Any) -> Any:
     return torch.multinomial(probs, 1, generator=gen)[:, 0]
 
 
-def _hit_stop_text(out_ids: list[list[int]], stops: Sequence[str], tokenizer: Any, device: Any) -> Any:
+def _hit_stop_text(
+    out_ids: list[list[int]], stops: Sequence[str], tokenizer: Any, device: Any
+) -> Any:
     torch = require_torch()
     hit = torch.zeros(len(out_ids), dtype=torch.bool, device=device)
     if not stops:
@@ -240,5 +261,3 @@ def _autocast(device: Any) -> Any:
     if kind == "cuda":
         return torch.autocast("cuda", dtype=torch.bfloat16)
     return torch.autocast("cpu", enabled=False)
-
-

@@ -53,7 +53,9 @@ class OpenAIPolicy:
         try:
             import httpx
         except ModuleNotFoundError as e:
-            raise ModuleNotFoundError("The HTTP backend needs httpx: `pip install 'earlyexp[train]'`") from e
+            raise ModuleNotFoundError(
+                "The HTTP backend needs httpx: `pip install 'earlyexp[train]'`"
+            ) from e
         if max_concurrency < 1 or retries < 0 or timeout <= 0:
             raise ValueError(
                 "Expect max_concurrency >= 1, retries >= 0 and timeout > 0, actually: "
@@ -103,7 +105,9 @@ class OpenAIPolicy:
                 r = self.client.post(self.url, json=body)
             except (httpx.TransportError, httpx.TimeoutException) as e:
                 if last:
-                    raise ServerError(f"POST {self.url} failed after {attempt + 1} attempts: {e!r}") from e
+                    raise ServerError(
+                        f"POST {self.url} failed after {attempt + 1} attempts: {e!r}"
+                    ) from e
             else:
                 if r.status_code == 200:
                     return _completion(r.json(), self.url)
@@ -122,7 +126,9 @@ def _completion(data: dict[str, Any], url: str) -> Completion:
         choice = data["choices"][0]
         text = choice["message"]["content"] or ""
     except (KeyError, IndexError, TypeError) as e:
-        raise ServerError(f"Expect a chat.completion from {url}, actually: {str(data)[:300]}") from e
+        raise ServerError(
+            f"Expect a chat.completion from {url}, actually: {str(data)[:300]}"
+        ) from e
     content = (choice.get("logprobs") or {}).get("content") or []
     logprobs = [float(t["logprob"]) for t in content]
     ids = [int(t["token_id"]) for t in content if "token_id" in t]

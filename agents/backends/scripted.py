@@ -20,7 +20,9 @@ class ExpertPolicy:
         out = []
         for p in prompts:
             if p.env is None:
-                raise ValueError("Expect Prompt.env to be set for the expert policy, actually: None")
+                raise ValueError(
+                    "Expect Prompt.env to be set for the expert policy, actually: None"
+                )
             out.append(Completion(format_action(p.env.unwrapped.expert_action())))
         return out
 

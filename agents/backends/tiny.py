@@ -10,7 +10,7 @@ with ``save_pretrained``, so the folder loads with ``AutoModelForCausalLM.from_p
 Pre-tokenization keeps board rows readable: runs of capitals split into single letters
 (``DDAD`` -> ``D D A D``), digits split one by one, words keep one leading space; bytes are
 then mapped ByteLevel-style so any text round-trips. ``<action>`` and ``</action>`` are single
-tokens. Chat turns are ``<|role|>\\ncontent<|end|>``; ``<|end|>`` is the eos token.
+tokens. Chat turns are ``<|role|>``, a newline, the content, ``<|end|>``; ``<|end|>`` is the eos token.
 
 Checkpoints are cached in ``$EARLYEXP_CACHE/tiny/<name>-<hash>`` (default
 ``~/.cache/earlyexp``), written to a temporary folder and renamed into place.
@@ -79,7 +79,9 @@ class TinySpec:
                 f"and {self.num_heads}"
             )
         if self.vocab_size < 300:
-            raise ValueError(f"Expect vocab_size >= 300 (bytes + specials), actually: {self.vocab_size}")
+            raise ValueError(
+                f"Expect vocab_size >= 300 (bytes + specials), actually: {self.vocab_size}"
+            )
 
 
 PRESETS: dict[str, TinySpec] = {
@@ -146,7 +148,9 @@ def build_tiny(spec: TinySpec, path: Path) -> None:
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    tokenizer = train_tokenizer(corpus(resolve_envs(spec), spec.episodes, spec.seed), spec.vocab_size)
+    tokenizer = train_tokenizer(
+        corpus(resolve_envs(spec), spec.episodes, spec.seed), spec.vocab_size
+    )
     config = LlamaConfig(
         vocab_size=len(tokenizer),
         hidden_size=spec.hidden_size,
@@ -189,7 +193,9 @@ def train_tokenizer(texts: Iterator[str] | Sequence[str], vocab_size: int):
         show_progress=False,
     )
     tok.train_from_iterator(texts, trainer)
-    tok.add_tokens([AddedToken(t, normalized=False, special=False) for t in (ACTION_OPEN, ACTION_CLOSE)])
+    tok.add_tokens(
+        [AddedToken(t, normalized=False, special=False) for t in (ACTION_OPEN, ACTION_CLOSE)]
+    )
     return PreTrainedTokenizerFast(
         tokenizer_object=tok,
         eos_token="<|end|>",

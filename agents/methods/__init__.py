@@ -64,7 +64,9 @@ def resolve_model(model: str) -> Path:
         return tiny_checkpoint(model.partition(":")[2] or "tiny")
     path = Path(model).expanduser()
     if not (path / "config.json").exists():
-        raise ValueError(f"Expect model 'tiny' or a checkpoint folder with config.json, actually: {model!r}")
+        raise ValueError(
+            f"Expect model 'tiny' or a checkpoint folder with config.json, actually: {model!r}"
+        )
     return path
 
 
@@ -75,7 +77,9 @@ def evaluate(
     engine = RolloutEngine(
         policy,
         PromptConfig(window=knobs.window),
-        SamplingParams(max_new_tokens=knobs.max_new_tokens, temperature=knobs.temperature, seed=seed),
+        SamplingParams(
+            max_new_tokens=knobs.max_new_tokens, temperature=knobs.temperature, seed=seed
+        ),
     )
     records = []
     for split in EVAL_SPLITS:
@@ -89,7 +93,13 @@ def evaluate(
 def to_record(traj: Trajectory) -> EpisodeRecord:
     """The bench's view of one evaluated episode."""
     return EpisodeRecord(
-        traj.split, int(traj.task or 0), traj.score, traj.success, len(traj.steps), traj.invalid, traj.tokens
+        traj.split,
+        int(traj.task or 0),
+        traj.score,
+        traj.success,
+        len(traj.steps),
+        traj.invalid,
+        traj.tokens,
     )
 
 
@@ -122,14 +132,22 @@ def _il(
     env_id: str, seed: int, budget: Budget, run_dir: Path, device: str, model: str, knobs: LLMKnobs
 ) -> list[EpisodeRecord]:
     from earlyexp.agents.backends.hf import HFPolicy, load_model, resolve_device
-    from earlyexp.agents.data import EXPERT_FILE, collect_expert, expert_records, read_chat_jsonl, write_chat_jsonl
+    from earlyexp.agents.data import (
+        EXPERT_FILE,
+        collect_expert,
+        expert_records,
+        read_chat_jsonl,
+        write_chat_jsonl,
+    )
     from earlyexp.agents.sft import SFTConfig, save_checkpoint, sft_on_conversations
 
     prompt = PromptConfig(window=knobs.window)
     demos = collect_expert(env_id, budget.train_episodes, seed, prompt, knobs.batch_size)
     data = write_chat_jsonl(expert_records(demos, prompt.window), run_dir / EXPERT_FILE)
     net, tokenizer = load_model(resolve_model(model), resolve_device(device))
-    config = SFTConfig(steps=budget.train_steps, batch_size=knobs.sft_batch_size, lr=knobs.lr, seed=seed)
+    config = SFTConfig(
+        steps=budget.train_steps, batch_size=knobs.sft_batch_size, lr=knobs.lr, seed=seed
+    )
     net, log = sft_on_conversations(net, tokenizer, read_chat_jsonl(data), config)
     (run_dir / "sft_log.json").write_text(json.dumps(log, indent=1))
     save_checkpoint(net, tokenizer, run_dir / "checkpoint")

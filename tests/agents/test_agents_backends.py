@@ -30,7 +30,9 @@ def test_tiny_checkpoint_loads_like_any_checkpoint(tiny_path):
     text = "Observation:\nThe agent moved Up.\nEDaBDE\n<action>Left</action> é 中 🙂"
     ids = tok(text, add_special_tokens=False)["input_ids"]
     assert tok.decode(ids) == text  # byte-level: any text round-trips
-    assert tok.convert_ids_to_tokens(tok("DDAD", add_special_tokens=False)["input_ids"]) == list("DDAD")
+    assert tok.convert_ids_to_tokens(tok("DDAD", add_special_tokens=False)["input_ids"]) == list(
+        "DDAD"
+    )
     assert len(tok("<action>", add_special_tokens=False)["input_ids"]) == 1
     assert tok.apply_chat_template(MESSAGES, add_generation_prompt=True, tokenize=False).endswith(
         "<|assistant|>\n"
@@ -98,7 +100,9 @@ def test_expert_and_random_policies_share_the_protocol():
     prompt = Prompt(MESSAGES, available_actions=info["available_actions"], env=env)
     (e,) = ExpertPolicy().complete([prompt], SamplingParams())
     assert parse_action(e.text) == env.unwrapped.expert_action()
-    picks = {parse_action(c.text) for c in RandomPolicy(0).complete([prompt] * 40, SamplingParams())}
+    picks = {
+        parse_action(c.text) for c in RandomPolicy(0).complete([prompt] * 40, SamplingParams())
+    }
     assert picks == set(info["available_actions"])
     with pytest.raises(ValueError, match="Prompt.env"):
         ExpertPolicy().complete([Prompt(MESSAGES)], SamplingParams())

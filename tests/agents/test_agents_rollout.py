@@ -30,11 +30,13 @@ def test_token_ids_from_the_rollout_equal_the_ids_trained_on(policy):
     specs = [EpisodeSpec("test", i, 0) for i in range(4)]
     trajs = engine.run(FL, specs, num_envs=4)
     assert rec.calls[0][0] == 4  # the first turn generated for all envs in one call
-    seen = [(ctx, c.token_ids) for _, ctxs, outs in rec.calls for ctx, c in zip(ctxs, outs, strict=True)]
+    seen = [
+        (ctx, c.token_ids) for _, ctxs, outs in rec.calls for ctx, c in zip(ctxs, outs, strict=True)
+    ]
     from_trajs = []
     retokenized_differs = False
     for traj in trajs:
-        for t, step in enumerate(traj.steps):
+        for t in range(len(traj.steps)):
             ids, mask = traj.step_example(t)
             n = sum(mask)
             assert mask == [0] * (len(ids) - n) + [1] * n  # the reply, and only the reply
@@ -43,14 +45,18 @@ def test_token_ids_from_the_rollout_equal_the_ids_trained_on(policy):
             assert [x for x in labels if x != IGNORE] == ids[len(ids) - n :]
             reply = ids[len(ids) - n :]
             text = policy.tokenizer.decode(reply)
-            retokenized_differs |= policy.tokenizer(text, add_special_tokens=False)["input_ids"] != reply
+            retokenized_differs |= (
+                policy.tokenizer(text, add_special_tokens=False)["input_ids"] != reply
+            )
     # every (context, sampled ids) the policy saw and produced is exactly one training example
     assert sorted(map(str, from_trajs)) == sorted(map(str, seen))
     assert retokenized_differs  # decoding and re-tokenizing would have changed the ids
 
 
 def test_parse_failures_are_counted_and_shown_to_the_agent(policy):
-    engine = RolloutEngine(policy, PromptConfig(window=2), SamplingParams(max_new_tokens=4, seed=0, stop=()))
+    engine = RolloutEngine(
+        policy, PromptConfig(window=2), SamplingParams(max_new_tokens=4, seed=0, stop=())
+    )
     (traj,) = engine.run(SOKO, [EpisodeSpec("test", 0, 0)], num_envs=1)
     failures = [s for s in traj.steps if not s.parse_ok]
     assert traj.parse_failures == len(failures) > 0

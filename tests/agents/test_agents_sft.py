@@ -65,7 +65,9 @@ def test_sft_loss_goes_down_and_every_parameter_changes(tiny_path, expert_file, 
 
     model, tok, ex = _examples(tiny_path, expert_file[0])
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
-    log = train_sft(model, ex, tok.pad_token_id, SFTConfig(steps=30, batch_size=8, lr=3e-3, log_every=5))
+    log = train_sft(
+        model, ex, tok.pad_token_id, SFTConfig(steps=30, batch_size=8, lr=3e-3, log_every=5)
+    )
     assert log[-1]["loss"] < 0.6 * log[0]["loss"]
     unchanged = [n for n, p in model.named_parameters() if torch.equal(p, before[n])]
     assert unchanged == []
@@ -80,7 +82,9 @@ def test_sft_is_seeded(tiny_path, expert_file):
     logs = []
     for _ in range(2):
         model, tok, ex = _examples(tiny_path, expert_file[0])
-        logs.append(train_sft(model, ex, tok.pad_token_id, SFTConfig(steps=3, batch_size=4, log_every=1)))
+        logs.append(
+            train_sft(model, ex, tok.pad_token_id, SFTConfig(steps=3, batch_size=4, log_every=1))
+        )
     assert logs[0] == logs[1]
 
 
@@ -91,7 +95,9 @@ def test_lora_trains_only_and_every_adapter_parameter(tiny_path, expert_file):
     trainable = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
     assert trainable and all("lora_" in n for n in trainable)
     frozen = {n: p.detach().clone() for n, p in model.named_parameters() if not p.requires_grad}
-    train_sft(model, ex, tok.pad_token_id, SFTConfig(steps=4, batch_size=4, lr=1e-2, warmup_ratio=0.0))
+    train_sft(
+        model, ex, tok.pad_token_id, SFTConfig(steps=4, batch_size=4, lr=1e-2, warmup_ratio=0.0)
+    )
     params = dict(model.named_parameters())
     assert [n for n in trainable if torch.equal(params[n], trainable[n])] == []
     assert [n for n in frozen if not torch.equal(params[n], frozen[n])] == []
