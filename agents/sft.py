@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from earlyexp.agents.chat import ChatEncoder
 from earlyexp.agents.prompting import Message
@@ -130,9 +131,9 @@ def train_sft(
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
     model.train()
     log = []
-    for step, idx in enumerate(
-        batches(len(examples), config.batch_size, config.steps, config.seed)
-    ):
+    order = batches(len(examples), config.batch_size, config.steps, config.seed)
+    bar = tqdm(order, total=config.steps, desc="sft", unit="step", leave=False, mininterval=2)
+    for step, idx in enumerate(bar):
         batch = collate([examples[i] for i in idx], pad_id)
         # Right padding under a causal mask: real tokens never attend to the pads after them,
         # so the attention mask is left out (the fast causal attention kernel applies).
@@ -153,6 +154,7 @@ def train_sft(
                     "lr": sched.get_last_lr()[0],
                 }
             )
+            bar.set_postfix(loss=f"{log[-1]['loss']:.3f}")
     model.eval()
     return log
 

@@ -50,10 +50,24 @@ class LLMKnobs:
     threads: int = 1
 
     @classmethod
-    def from_extra(cls, extra: dict[str, Any]) -> LLMKnobs:
-        """Pick this dataclass's fields out of ``extra``."""
+    def from_extra(cls, extra: dict[str, Any], env_id: str | None = None) -> LLMKnobs:
+        """Defaults, then the env's tag defaults (:data:`TAG_DEFAULTS`), then ``extra``."""
         names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in extra.items() if k in names})
+        values: dict[str, Any] = {}
+        if env_id is not None:
+            from earlyexp.envs import entry
+
+            for tag in entry(env_id).tags:
+                values.update(TAG_DEFAULTS.get(tag, {}))
+        values.update({k: v for k, v in extra.items() if k in names})
+        return cls(**values)
+
+
+TAG_DEFAULTS: dict[str, dict[str, Any]] = {
+    # Control boards are the whole state and actions are one word: no history, short replies.
+    "control": {"window": 0, "max_new_tokens": 8},
+}
+"""Knob defaults by registry tag (``earlyexp.envs.registry``), below ``budget.extra``."""
 
 
 def resolve_model(model: str) -> Path:
@@ -110,7 +124,7 @@ def run_prompt(
     """The LLM policy zero-shot: the prompt alone, no training."""
     from earlyexp.agents.backends.hf import HFPolicy, cpu_threads
 
-    knobs = LLMKnobs.from_extra(budget.extra)
+    knobs = LLMKnobs.from_extra(budget.extra, env_id)
     with cpu_threads(knobs.threads):
         policy = HFPolicy.from_pretrained(resolve_model(model), device, batch_size=knobs.batch_size)
         return evaluate(policy, env_id, budget, knobs, seed, Path(run_dir))
@@ -123,7 +137,7 @@ def run_il(
     """Imitation learning: SFT on expert demonstrations of the train stream, then evaluate."""
     from earlyexp.agents.backends.hf import cpu_threads
 
-    knobs = LLMKnobs.from_extra(budget.extra)
+    knobs = LLMKnobs.from_extra(budget.extra, env_id)
     with cpu_threads(knobs.threads):
         return _il(env_id, seed, budget, Path(run_dir), device, model, knobs)
 
