@@ -44,6 +44,20 @@ ENTRIES: list[EnvEntry] = [
         "two boxes, rooms up to 10x10, budget 20",
         tags=("control",),
     ),
+    EnvEntry(
+        "EarlyExp/SearchQA-v0",
+        "earlyexp.envs.searchqa.env:SearchQAEnv",
+        "multi-hop questions over a generated encyclopedia; search[query] (BM25), answer[text]",
+        "3-4 hop chains, comparisons, relation compositions held out of training",
+        tags=("tools",),
+    ),
+    EnvEntry(
+        "EarlyExp/ToolCall-v0",
+        "earlyexp.envs.toolcall.env:ToolCallEnv",
+        "multi-turn function calling (Python-syntax calls) against file system, bank, travel APIs",
+        "BFCL categories: long context, missing function, missing parameter",
+        tags=("tools",),
+    ),
 ]
 
 

@@ -76,7 +76,7 @@ def plan_cells(cfg: BenchConfig, profile: Profile) -> list[tuple[str, str, int]]
     for e in env_ids:
         envs.entry(e)  # raises a ValueError naming the valid ids
     seeds = cfg.seeds or list(profile.seeds)
-    cells = []
+    cells: list[tuple[str, str, int]] = []
     for env_id in env_ids:
         for m in methods:
             if METHODS[m].kind == "sb3" and "control" not in envs.entry(env_id).tags:

@@ -36,13 +36,14 @@ def cmd_envs(args: argparse.Namespace) -> int:
     import gymnasium as gym
 
     import earlyexp.envs as envs
+    from earlyexp.envs.core import text_env
 
     for e in envs.ENTRIES:
         if args.ids and e.id not in args.ids:
             continue
         print(f"{e.id}  [{', '.join(e.tags) or '-'}]\n  {e.summary}\n  ood: {e.ood}")
         env = gym.make(e.id)
-        raw = env.unwrapped
+        raw = text_env(env)
         print("  train: procedural stream")
         for split, size in raw.panel_sizes.items():
             digest = raw.panel_hash(split) if not args.no_hash else "(hash skipped)"
@@ -69,6 +70,7 @@ def cmd_play(args: argparse.Namespace) -> int:
     import numpy as np
 
     import earlyexp.envs  # noqa: F401
+    from earlyexp.envs.core import text_env
 
     cfg = from_args(PlayConfig, args)
     if cfg.policy not in ("human", "expert", "random"):
@@ -76,7 +78,7 @@ def cmd_play(args: argparse.Namespace) -> int:
     env = gym.make(args.env_id)
     rng = np.random.default_rng(cfg.seed)
     if cfg.policy == "human":
-        print(env.unwrapped.action_help())
+        print(text_env(env).action_help())
     wins = 0
     for ep in range(cfg.episodes):
         options = {"split": cfg.split, "task": cfg.task if cfg.task >= 0 else None}

@@ -57,7 +57,7 @@ def add_dataclass_args(parser: argparse.ArgumentParser, cls: type) -> None:
     for f in dataclasses.fields(cls):
         conv, is_flag = _parser_for(hints[f.name])
         flag = "--" + f.name.replace("_", "-")
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+        default = f.default if f.default_factory is dataclasses.MISSING else f.default_factory()
         shown = ",".join(map(str, default)) if isinstance(default, (list, tuple)) else default
         help_text = f"{docs.get(f.name, '')} (default: {shown})"
         if is_flag:

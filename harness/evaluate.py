@@ -8,6 +8,7 @@ from typing import Any
 import gymnasium as gym
 from tqdm.auto import tqdm
 
+from earlyexp.envs.core.base import text_env
 from earlyexp.harness.records import EpisodeRecord
 
 ActFn = Callable[[Any, str, dict], str]
@@ -42,7 +43,7 @@ def evaluate(
     try:
         records = []
         for split in splits:
-            size = env.unwrapped.panel_sizes[split]
+            size = text_env(env).panel_sizes[split]
             tasks = range(min(n_tasks, size))
             for t in tqdm(tasks, desc=f"{desc} {split}".strip(), leave=False, mininterval=1.0):
                 records.append(run_episode(env, act, split, t))

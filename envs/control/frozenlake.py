@@ -7,9 +7,10 @@ from typing import Any
 
 import numpy as np
 
-from earlyexp.envs.control.grid import MOVE_GRAMMAR, MOVE_NAMES, MOVES, bfs_plan, check_symbols
+from earlyexp.envs.control.grid import MOVE_NAMES, MOVES, GridEnv, bfs_plan
 from earlyexp.envs.core.actions import ParseError
-from earlyexp.envs.core.base import Evaluation, Outcome, TextEnv
+from earlyexp.envs.core.base import Evaluation, Outcome
+from earlyexp.envs.core.types import RubricItem
 
 SYMBOLS: dict[str, dict[str, str]] = {
     "abstract": {"agent": "A", "G": "B", "H": "C", "F": "D", "S": "D"},
@@ -81,7 +82,7 @@ def generate_task(rng: np.random.Generator, split: str) -> FrozenLakeTask:
             return FrozenLakeTask(rows, budget, len(plan))
 
 
-class FrozenLakeEnv(TextEnv[FrozenLakeTask]):
+class FrozenLakeEnv(GridEnv[FrozenLakeTask]):
     """FrozenLake as text, in the setting of Experiential RL (arXiv 2602.13949).
 
     ## Description
@@ -121,7 +122,8 @@ class FrozenLakeEnv(TextEnv[FrozenLakeTask]):
     * v0: initial version.
     """
 
-    grammar = MOVE_GRAMMAR
+    FAMILY = "FrozenLake-v0"
+    generate = staticmethod(generate_task)
 
     def __init__(
         self,
@@ -129,22 +131,9 @@ class FrozenLakeEnv(TextEnv[FrozenLakeTask]):
         render_mode: str | None = None,
         max_steps: int | None = None,
     ) -> None:
-        self.symbols = check_symbols(symbols)
-        super().__init__(render_mode=render_mode, max_steps=max_steps)
+        super().__init__(symbols=symbols, render_mode=render_mode, max_steps=max_steps)
         self._board: list[list[str]] = []
         self._board_task: FrozenLakeTask | None = None
-
-    @property
-    def family(self) -> str:
-        """Task distribution name (symbols do not change the tasks)."""
-        return "FrozenLake-v0"
-
-    def make_task(self, rng: np.random.Generator, split: str) -> FrozenLakeTask:
-        """See :func:`generate_task`."""
-        return generate_task(rng, split)
-
-    def _budget(self, task: FrozenLakeTask) -> int:
-        return task.budget
 
     def _begin(self, task: FrozenLakeTask) -> str:
         self.state = (task.find("S"), "playing")
@@ -157,10 +146,6 @@ class FrozenLakeEnv(TextEnv[FrozenLakeTask]):
             f"Move the agent to the goal within {self.max_steps} steps. "
             "Valid actions: Up, Down, Left, Right."
         )
-
-    def available_actions(self) -> list[str]:
-        """The four moves."""
-        return list(MOVE_NAMES)
 
     def _apply(self, action: str) -> Outcome:
         parsed = self.grammar.parse(action)
@@ -200,7 +185,7 @@ class FrozenLakeEnv(TextEnv[FrozenLakeTask]):
     def _evaluate(self) -> Evaluation:
         assert self.task is not None
         _, status = self.state
-        rubric = [
+        rubric: list[RubricItem] = [
             {"criterion": "avoid the holes", "met": status != "hole"},
             {"criterion": "reach the goal", "met": status == "goal"},
         ]
@@ -223,9 +208,3 @@ class FrozenLakeEnv(TextEnv[FrozenLakeTask]):
         (r, c), _ = self.state
         planes[0, r, c] = 1.0
         return planes
-
-    def _get_state(self) -> Any:
-        return self.state  # an immutable tuple
-
-    def _set_state(self, state: Any) -> None:
-        self.state = state

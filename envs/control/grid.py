@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Hashable, Iterable
-from typing import TypeVar
+from typing import Any, ClassVar, TypeVar
+
+import numpy as np
 
 from earlyexp.envs.core.actions import ActionGrammar, ActionSpec
+from earlyexp.envs.core.base import TaskT, TextEnv
 
 MOVES: dict[str, tuple[int, int]] = {
     "Up": (-1, 0),
@@ -71,3 +74,46 @@ def _unwind(parent: dict, state: Hashable) -> list[str]:
         state, move = parent[state]
         moves.append(move)
     return moves[::-1]
+
+
+class GridEnv(TextEnv[TaskT]):
+    """What FrozenLake and Sokoban share: moves, symbol sets, budgets, immutable tuple state.
+
+    Subclasses set :attr:`FAMILY` and :attr:`generate` (``(rng, split) -> task``); their tasks
+    carry a ``budget`` field and their ``self.state`` is an immutable tuple.
+    """
+
+    grammar = MOVE_GRAMMAR
+    FAMILY: ClassVar[str]
+    generate: ClassVar[Callable[[np.random.Generator, str], Any]]
+
+    def __init__(
+        self,
+        symbols: str = "abstract",
+        render_mode: str | None = None,
+        max_steps: int | None = None,
+    ) -> None:
+        self.symbols = check_symbols(symbols)
+        super().__init__(render_mode=render_mode, max_steps=max_steps)
+
+    @property
+    def family(self) -> str:
+        """Task distribution name (symbols do not change the tasks)."""
+        return self.FAMILY
+
+    def make_task(self, rng: np.random.Generator, split: str) -> TaskT:
+        """Draw a task of ``split`` (see the module's ``generate_task``)."""
+        return type(self).generate(rng, split)
+
+    def _budget(self, task: TaskT) -> int:
+        return int(task.budget)
+
+    def available_actions(self) -> list[str]:
+        """The four moves."""
+        return list(MOVE_NAMES)
+
+    def _get_state(self) -> Any:
+        return self.state  # an immutable tuple: no copy needed
+
+    def _set_state(self, state: Any) -> None:
+        self.state = state

@@ -38,8 +38,8 @@ class NumericView(gym.Env[np.ndarray, np.int64]):
     metadata: dict[str, Any] = {"render_modes": []}
 
     def __init__(self, env: gym.Env, split: str = "train") -> None:
-        raw = env.unwrapped
-        if not hasattr(raw, "grid_channels") or raw.family not in CANVAS:
+        raw: Any = env.unwrapped
+        if not hasattr(raw, "grid_channels") or getattr(raw, "family", None) not in CANVAS:
             raise ValueError(
                 f"Expect a control env ({', '.join(CANVAS)}), actually: {type(raw).__name__}"
             )
@@ -53,7 +53,7 @@ class NumericView(gym.Env[np.ndarray, np.int64]):
         self.action_space = gym.spaces.Discrete(len(MOVE_NAMES))
 
     def _obs(self) -> np.ndarray:
-        grid = self.env.unwrapped.grid_channels()
+        grid = self.env.unwrapped.grid_channels()  # type: ignore[attr-defined]
         c, n, _ = grid.shape
         out = np.zeros((self.planes, self.canvas, self.canvas), dtype=np.float32)
         out[:c, :n, :n] = grid

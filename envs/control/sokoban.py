@@ -8,9 +8,10 @@ from typing import Any
 
 import numpy as np
 
-from earlyexp.envs.control.grid import MOVE_GRAMMAR, MOVE_NAMES, MOVES, bfs_plan, check_symbols
+from earlyexp.envs.control.grid import MOVE_NAMES, MOVES, GridEnv, bfs_plan
 from earlyexp.envs.core.actions import ParseError
-from earlyexp.envs.core.base import Evaluation, Outcome, TextEnv
+from earlyexp.envs.core.base import Evaluation, Outcome
+from earlyexp.envs.core.types import RubricItem
 
 # keys: wall, floor, goal, box, box on goal, agent, agent on goal
 SYMBOLS: dict[str, dict[str, str]] = {
@@ -181,7 +182,7 @@ def _place(
     return SokobanTask(walls, goals, boxes, player, budget, len(plan)) if plan else None
 
 
-class SokobanEnv(TextEnv[SokobanTask]):
+class SokobanEnv(GridEnv[SokobanTask]):
     """Sokoban as text, in the setting of Experiential RL (arXiv 2602.13949).
 
     ## Description
@@ -222,7 +223,8 @@ class SokobanEnv(TextEnv[SokobanTask]):
     * v0: initial version.
     """
 
-    grammar = MOVE_GRAMMAR
+    FAMILY = "Sokoban-v0"
+    generate = staticmethod(generate_task)
 
     def __init__(
         self,
@@ -230,22 +232,9 @@ class SokobanEnv(TextEnv[SokobanTask]):
         render_mode: str | None = None,
         max_steps: int | None = None,
     ) -> None:
-        self.symbols = check_symbols(symbols)
-        super().__init__(render_mode=render_mode, max_steps=max_steps)
+        super().__init__(symbols=symbols, render_mode=render_mode, max_steps=max_steps)
         self._plan: dict[State, str] = {}
         self._static: tuple[SokobanTask | None, list[str]] = (None, [])
-
-    @property
-    def family(self) -> str:
-        """Task distribution name (symbols do not change the tasks)."""
-        return "Sokoban-v0"
-
-    def make_task(self, rng: np.random.Generator, split: str) -> SokobanTask:
-        """See :func:`generate_task`."""
-        return generate_task(rng, split)
-
-    def _budget(self, task: SokobanTask) -> int:
-        return task.budget
 
     def _begin(self, task: SokobanTask) -> str:
         self.state = (task.player, task.boxes)
@@ -257,10 +246,6 @@ class SokobanEnv(TextEnv[SokobanTask]):
         return (
             f"Solve the puzzle within {self.max_steps} steps. Valid actions: Up, Down, Left, Right."
         )
-
-    def available_actions(self) -> list[str]:
-        """The four moves."""
-        return list(MOVE_NAMES)
 
     def _apply(self, action: str) -> Outcome:
         parsed = self.grammar.parse(action)
@@ -304,7 +289,7 @@ class SokobanEnv(TextEnv[SokobanTask]):
     def _evaluate(self) -> Evaluation:
         assert self.task is not None
         n, boxes = self.task.size, set(self.state[1])
-        rubric = [
+        rubric: list[RubricItem] = [
             {"criterion": f"a box on the goal at row {g // n}, column {g % n}", "met": g in boxes}
             for g in self.task.goals
         ]
@@ -343,9 +328,6 @@ class SokobanEnv(TextEnv[SokobanTask]):
         for g in self.task.goals:
             planes[2].flat[g] = 1.0
         return planes
-
-    def _get_state(self) -> Any:
-        return self.state  # an immutable tuple
 
     def _set_state(self, state: Any) -> None:
         self.state = state

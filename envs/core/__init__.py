@@ -1,7 +1,7 @@
 """The env contract shared by every earlyexp environment (shared/DESIGN.md section 2)."""
 
 from earlyexp.envs.core.actions import ActionGrammar, ActionSpec, ParsedAction, ParseError
-from earlyexp.envs.core.base import Evaluation, Outcome, Snapshot, TextEnv
+from earlyexp.envs.core.base import Evaluation, Outcome, Snapshot, TextEnv, text_env
 from earlyexp.envs.core.panels import panel_hash, task_rng, task_seed
 from earlyexp.envs.core.spaces import AnyText
 from earlyexp.envs.core.types import INFO_KEYS, SPLITS, RubricItem, StepInfo
@@ -23,4 +23,5 @@ __all__ = [
     "panel_hash",
     "task_rng",
     "task_seed",
+    "text_env",
 ]

@@ -71,6 +71,14 @@ class Snapshot:
     state: Any
 
 
+def text_env(env: gym.Env) -> TextEnv:
+    """Return the earlyexp :class:`TextEnv` under ``env``'s wrappers (ValueError if none)."""
+    raw = env.unwrapped
+    if not isinstance(raw, TextEnv):
+        raise ValueError(f"Expect an earlyexp text env, actually: {type(raw).__name__}")
+    return raw
+
+
 class TextEnv(gym.Env[str, str], Generic[TaskT]):
     """Base class: a text env with tasks, panels, an oracle and snapshots.
 
@@ -79,7 +87,7 @@ class TextEnv(gym.Env[str, str], Generic[TaskT]):
     overriding :meth:`_get_state` / :meth:`_set_state`.
     """
 
-    metadata: ClassVar[dict[str, Any]] = {"render_modes": ["ansi", "human"], "render_fps": 4}
+    metadata = {"render_modes": ["ansi", "human"], "render_fps": 4}  # noqa: RUF012
     panel_sizes: ClassVar[dict[str, int]] = {"test": 500, "ood": 500}
     grammar: ClassVar[ActionGrammar]
 
@@ -217,7 +225,7 @@ class TextEnv(gym.Env[str, str], Generic[TaskT]):
             info["score_details"] = dict(ev.details)
         return info
 
-    def render(self) -> str | None:  # type: ignore[override]
+    def render(self) -> str | None:
         """Return (``ansi``) or print (``human``) the current observation."""
         if self.render_mode == "ansi":
             return self._obs

@@ -1,0 +1,1 @@
+"""EarlyExp/SearchQA-v0: multi-hop search over a generated encyclopedia."""

@@ -1,0 +1,1 @@
+"""EarlyExp/ToolCall-v0: multi-turn function calling against stateful API simulators."""

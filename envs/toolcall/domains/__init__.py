@@ -1,0 +1,1 @@
+"""The simulated API domains of ToolCall: file system, bank, travel."""
