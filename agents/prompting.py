@@ -83,7 +83,7 @@ def system_prompt(env: Any, info: dict[str, Any]) -> str:
     helper = getattr(base, "action_help", None)
     grammar = helper() if callable(helper) else ""
     parts = [INTRO, f"Task: {info['task']}"]
-    if grammar:
+    if grammar and grammar not in info["task"]:  # some tasks already list their actions
         parts.append(f"Actions:\n{grammar}")
     parts.append(REPLY_FORMAT)
     return "\n".join(parts)

@@ -66,6 +66,8 @@ class LLMKnobs:
 TAG_DEFAULTS: dict[str, dict[str, Any]] = {
     # Control boards are the whole state and actions are one word: no history, short replies.
     "control": {"window": 0, "max_new_tokens": 8},
+    # Tool calls and queries are longer.
+    "tools": {"max_new_tokens": 48},
 }
 """Knob defaults by registry tag (``earlyexp.envs.registry``), below ``budget.extra``."""
 
