@@ -46,12 +46,14 @@ class PromptConfig:
         max_observation_chars: observations longer than this are cut (with a marker).
         max_actions_shown: at most this many available actions are listed.
         show_available_actions: list ``info["available_actions"]`` in each user turn.
+        action_help: describe the action grammar (``env.action_help()``) in the system prompt.
     """
 
     window: int = 2
     max_observation_chars: int = 2000
     max_actions_shown: int = 30
     show_available_actions: bool = True
+    action_help: bool = True
 
     def __post_init__(self) -> None:
         if self.window < 0:
@@ -77,11 +79,11 @@ def format_action(action: str) -> str:
     return f"{ACTION_OPEN}{action}{ACTION_CLOSE}"
 
 
-def system_prompt(env: Any, info: dict[str, Any]) -> str:
-    """Return the system message: intro, task, action grammar and reply format."""
+def system_prompt(env: Any, info: dict[str, Any], action_help: bool = True) -> str:
+    """Return the system message: intro, task, action grammar (optional) and reply format."""
     base = getattr(env, "unwrapped", env)
     helper = getattr(base, "action_help", None)
-    grammar = helper() if callable(helper) else ""
+    grammar = helper() if callable(helper) and action_help else ""
     parts = [INTRO, f"Task: {info['task']}"]
     if grammar and grammar not in info["task"]:  # some tasks already list their actions
         parts.append(f"Actions:\n{grammar}")

@@ -258,7 +258,7 @@ class RolloutEngine:
             seed=spec.seed, options={"split": spec.split, "task": spec.task}
         )
         self.stats.env_s += time.perf_counter() - t0
-        system = system_prompt(slot.env, slot.info)
+        system = system_prompt(slot.env, slot.info, self.prompt.action_help)
         slot.traj = Trajectory(env_id, spec.split, spec.task, spec.seed, system)
         slot.turns, slot.turn_segments, slot.format_error = [], [], False
         if self.encoder is not None:

@@ -39,6 +39,8 @@ class LLMKnobs:
         lr: SFT peak learning rate.
         sft_batch_size: SFT examples per optimizer step.
         threads: torch CPU threads while the method runs (0: torch's default).
+        action_help: describe the action grammar in the system prompt (None: off for the
+            tiny preset, whose tokens the grammar text only dilutes, on for real models).
     """
 
     batch_size: int = 32
@@ -48,6 +50,7 @@ class LLMKnobs:
     lr: float = 1e-3
     sft_batch_size: int = 16
     threads: int = 1
+    action_help: bool | None = None
 
     @classmethod
     def from_extra(cls, extra: dict[str, Any], env_id: str | None = None) -> LLMKnobs:
@@ -86,13 +89,25 @@ def resolve_model(model: str) -> Path:
     return path
 
 
+def prompt_config(knobs: LLMKnobs, model: str) -> PromptConfig:
+    """The prompt settings of a method run."""
+    help_on = knobs.action_help if knobs.action_help is not None else not model.startswith("tiny")
+    return PromptConfig(window=knobs.window, action_help=help_on)
+
+
 def evaluate(
-    policy: Any, env_id: str, budget: Budget, knobs: LLMKnobs, seed: int, run_dir: Path
+    policy: Any,
+    env_id: str,
+    budget: Budget,
+    knobs: LLMKnobs,
+    seed: int,
+    run_dir: Path,
+    prompt: PromptConfig,
 ) -> list[EpisodeRecord]:
     """Play the first ``budget.eval_tasks`` tasks of each eval panel; write trajectories."""
     engine = RolloutEngine(
         policy,
-        PromptConfig(window=knobs.window),
+        prompt,
         SamplingParams(
             max_new_tokens=knobs.max_new_tokens, temperature=knobs.temperature, seed=seed
         ),
@@ -129,7 +144,9 @@ def run_prompt(
     knobs = LLMKnobs.from_extra(budget.extra, env_id)
     with cpu_threads(knobs.threads):
         policy = HFPolicy.from_pretrained(resolve_model(model), device, batch_size=knobs.batch_size)
-        return evaluate(policy, env_id, budget, knobs, seed, Path(run_dir))
+        return evaluate(
+            policy, env_id, budget, knobs, seed, Path(run_dir), prompt_config(knobs, model)
+        )
 
 
 @register_method("il", kind="llm")
@@ -157,7 +174,7 @@ def _il(
     )
     from earlyexp.agents.sft import SFTConfig, save_checkpoint, sft_on_conversations
 
-    prompt = PromptConfig(window=knobs.window)
+    prompt = prompt_config(knobs, model)
     demos = collect_expert(env_id, budget.train_episodes, seed, prompt, knobs.batch_size)
     data = write_chat_jsonl(expert_records(demos, prompt.window), run_dir / EXPERT_FILE)
     net, tokenizer = load_model(resolve_model(model), resolve_device(device))
@@ -168,4 +185,4 @@ def _il(
     (run_dir / "sft_log.json").write_text(json.dumps(log, indent=1))
     save_checkpoint(net, tokenizer, run_dir / "checkpoint")
     policy = HFPolicy(net, tokenizer, batch_size=knobs.batch_size)
-    return evaluate(policy, env_id, budget, knobs, seed, run_dir)
+    return evaluate(policy, env_id, budget, knobs, seed, run_dir, prompt)
