@@ -224,7 +224,9 @@ def main(argv: list[str] | None = None) -> int:
     add_dataclass_args(parser, SFTConfig)
     args = parser.parse_args(argv)
     run, config = from_args(SFTRun, args), from_args(SFTConfig, args)
-    model, tokenizer = load_model(resolve_model(run.model), resolve_device(run.device))
+    model, tokenizer = load_model(
+        resolve_model(run.model), resolve_device(run.device), training=True
+    )
     model, log = sft_on_conversations(model, tokenizer, read_chat_jsonl(Path(run.data)), config)
     out = save_checkpoint(model, tokenizer, Path(run.out))
     (out / "sft_log.json").write_text(json.dumps(log, indent=1))

@@ -59,9 +59,13 @@ def resolve_device(device: str) -> str:
 
 
 def load_model(
-    path: str | Path, device: str = "cpu", lora: str | Path | None = None
+    path: str | Path, device: str = "cpu", lora: str | Path | None = None, training: bool = False
 ) -> tuple[Any, Any]:
-    """Load ``(model, tokenizer)`` from a local folder; bf16 on CUDA; optional LoRA adapter."""
+    """Load ``(model, tokenizer)`` from a local folder, with an optional LoRA adapter.
+
+    Weights are bf16 on CUDA for inference; ``training=True`` keeps float32 master weights
+    (the trainers autocast the forward pass to bf16 on CUDA).
+    """
     torch = require_torch()
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging
@@ -69,7 +73,7 @@ def load_model(
     logging.disable_progress_bar()
     if not (Path(path) / "config.json").exists():
         raise ValueError(f"Expect a checkpoint folder with config.json, actually: {str(path)!r}")
-    dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
+    dtype = torch.bfloat16 if device.startswith("cuda") and not training else torch.float32
     tokenizer = AutoTokenizer.from_pretrained(path)
     tokenizer.padding_side = "left"
     model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype).to(device)

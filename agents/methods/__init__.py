@@ -177,7 +177,7 @@ def _il(
     prompt = prompt_config(knobs, model)
     demos = collect_expert(env_id, budget.train_episodes, seed, prompt, knobs.batch_size)
     data = write_chat_jsonl(expert_records(demos, prompt.window), run_dir / EXPERT_FILE)
-    net, tokenizer = load_model(resolve_model(model), resolve_device(device))
+    net, tokenizer = load_model(resolve_model(model), resolve_device(device), training=True)
     config = SFTConfig(
         steps=budget.train_steps, batch_size=knobs.sft_batch_size, lr=knobs.lr, seed=seed
     )
