@@ -76,7 +76,8 @@ def load_model(
     dtype = torch.bfloat16 if device.startswith("cuda") and not training else torch.float32
     tokenizer = AutoTokenizer.from_pretrained(path)
     tokenizer.padding_side = "left"
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype).to(device)
+    model: Any = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
+    model.to(device)  # in place
     if lora is not None:
         try:
             from peft import PeftModel
