@@ -47,7 +47,7 @@ class LLMKnobs:
     max_new_tokens: int = 16
     window: int = 2
     temperature: float = 0.0
-    lr: float = 1e-3
+    lr: float = 2e-3
     sft_batch_size: int = 16
     threads: int = 1
     action_help: bool | None = None
