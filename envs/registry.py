@@ -45,6 +45,22 @@ ENTRIES: list[EnvEntry] = [
         tags=("control",),
     ),
     EnvEntry(
+        "EarlyExp/WebShop-v0",
+        "earlyexp.envs.webshop.env:WebShopEnv",
+        "WebShop clone: search a generated 10k-product catalog (BM25), pick options, buy; "
+        "WebShop's reward",
+        "held-out product types (pet supplies, sports & outdoors, 2 per top category) and "
+        "held-out instruction phrasings",
+        tags=("web",),
+    ),
+    EnvEntry(
+        "EarlyExp/FlightBooking-v0",
+        "earlyexp.envs.flights.env:FlightBookingEnv",
+        "book flights on a real web site (Starlette, SQLite) via Playwright in headless Chromium",
+        "unseen airports and airlines, arrival-window and layover limits, a second site layout",
+        tags=("browser",),
+    ),
+    EnvEntry(
         "EarlyExp/SearchQA-v0",
         "earlyexp.envs.searchqa.env:SearchQAEnv",
         "multi-hop questions over a generated encyclopedia; search[query] (BM25), answer[text]",

@@ -71,13 +71,14 @@ def generate_task(rng: np.random.Generator, split: str) -> FrozenLakeTask:
     while True:
         n = int(rng.integers(lo, hi + 1))
         p = float(rng.uniform(0.6, 0.85))
-        cells = np.where(rng.random((n, n)) < p, "F", "H")
-        start, goal = rng.choice(n * n, size=2, replace=False)
-        cells[divmod(int(start), n)] = "S"
-        cells[divmod(int(goal), n)] = "G"
-        rows = tuple("".join(row) for row in cells)
+        cells = ["F" if f else "H" for f in (rng.random(n * n) < p).tolist()]
+        start = int(rng.integers(n * n))
+        goal = int(rng.integers(n * n - 1))
+        goal += goal >= start  # distinct from start
+        cells[start], cells[goal] = "S", "G"
+        rows = tuple("".join(cells[r * n : (r + 1) * n]) for r in range(n))
         probe = FrozenLakeTask(rows, budget, 0)
-        plan = shortest_path(probe, probe.find("S"))
+        plan = shortest_path(probe, divmod(start, n))
         if plan is not None and len(plan) <= budget:
             return FrozenLakeTask(rows, budget, len(plan))
 

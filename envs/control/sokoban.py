@@ -99,16 +99,20 @@ def move(task: SokobanTask, state: State, name: str) -> tuple[State, str]:
 
 
 def _successors(task: SokobanTask, state: State):
-    for name in MOVE_NAMES:
-        nxt, what = move(task, state, name)
-        if what in ("moved", "pushed") and not _dead(task, nxt[1]):
-            yield name, nxt
-
-
-def _dead(task: SokobanTask, boxes: tuple[int, ...]) -> bool:
-    """True when some box sits in a corner that is not a goal (it can never move again)."""
-    dead = task.dead_cells
-    return any(b in dead for b in boxes)
+    """Moves that change the state and leave no box stuck in a non-goal corner (BFS hot path)."""
+    walls, dead, n = task.wall_cells, task.dead_cells, task.size
+    player, boxes = state
+    for name, d in zip(MOVE_NAMES, (-n, n, -1, 1), strict=True):
+        p = player + d
+        if p in walls:
+            continue
+        if p not in boxes:
+            yield name, (p, boxes)
+            continue
+        b = p + d
+        if b in walls or b in boxes or b in dead:
+            continue
+        yield name, (p, tuple(sorted(b if x == p else x for x in boxes)))
 
 
 def solve(task: SokobanTask, state: State, max_depth: int | None = None) -> list[str] | None:

@@ -80,10 +80,23 @@ class BM25Index:
         if not terms or k <= 0:
             return []
         parsed = self._index.parse_query(" ".join(terms), list(self.fields))
-        hits = self._searcher.search(parsed, k).hits
-        found = [(int(self._searcher.doc(addr)["id"][0]), float(score)) for score, addr in hits]
+        # count=False lets tantivy prune with block-max WAND (no total-hit count is needed).
+        hits = self._searcher.search(parsed, k, count=False).hits
+        ids = self._ids([addr for _, addr in hits])
+        found = list(zip(ids, (float(s) for s, _ in hits), strict=True))
         found.sort(key=lambda h: (-h[1], h[0]))
         return found
+
+    def _ids(self, addresses: list) -> list[int]:
+        """The ``id`` of each hit: read from the fast field in one batch where supported."""
+        if hasattr(self._searcher, "fast_field_values"):  # tantivy >= 0.25
+            values = self._searcher.fast_field_values("id", addresses)
+            pairs = zip(values, addresses, strict=True)
+            return [self._stored_id(a) if v is None else int(v) for v, a in pairs]
+        return [self._stored_id(a) for a in addresses]
+
+    def _stored_id(self, address) -> int:
+        return int(self._searcher.doc(address)["id"][0])
 
     @property
     def num_docs(self) -> int:

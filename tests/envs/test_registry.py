@@ -23,7 +23,9 @@ from earlyexp.envs import env_ids
 from earlyexp.envs.core import INFO_KEYS
 
 IDS = env_ids()
-QUICK_PANEL: dict[str, int] = {}  # env id -> panel tasks checked in the default run
+QUICK_PANEL: dict[str, int] = {
+    "EarlyExp/FlightBooking-v0": 10
+}  # env id -> panel tasks checked in the default run
 NEAR_MISSES = [
     "",
     " ",

@@ -1,0 +1,1 @@
+"""WebShop data: the catalog vocabulary (vocab.json) and the site stylesheet (site.css)."""
