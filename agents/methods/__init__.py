@@ -71,6 +71,9 @@ TAG_DEFAULTS: dict[str, dict[str, Any]] = {
     "control": {"window": 0, "max_new_tokens": 8},
     # Tool calls and queries are longer.
     "tools": {"max_new_tokens": 48},
+    # Search queries, clicks and typed form values.
+    "web": {"max_new_tokens": 32},
+    "browser": {"max_new_tokens": 32},
 }
 """Knob defaults by registry tag (``earlyexp.envs.registry``), below ``budget.extra``."""
 
