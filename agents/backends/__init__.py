@@ -1,0 +1,1 @@
+"""Policy backends: local Hugging Face models, the tiny preset, HTTP servers, scripted."""

@@ -1,0 +1,249 @@
+"""The *tiny* preset: a small Llama-architecture model and a BPE tokenizer trained locally.
+
+Nothing is downloaded. The tokenizer is trained with ``tokenizers`` on the suite's own text:
+the prompts, observations and actions of expert and random episodes of every registered env
+(or the ``envs`` given), as rendered by :mod:`earlyexp.agents.prompting`. The model is a
+``transformers`` ``LlamaForCausalLM`` built from a config with random weights. Both are saved
+with ``save_pretrained``, so the folder loads with ``AutoModelForCausalLM.from_pretrained`` /
+``AutoTokenizer.from_pretrained`` like any checkpoint.
+
+Pre-tokenization keeps board rows readable: runs of capitals split into single letters
+(``DDAD`` -> ``D D A D``), digits split one by one, words keep one leading space; bytes are
+then mapped ByteLevel-style so any text round-trips. ``<action>`` and ``</action>`` are single
+tokens. Chat turns are ``<|role|>``, a newline, the content, ``<|end|>``; ``<|end|>`` is the eos token.
+
+Checkpoints are cached in ``$EARLYEXP_CACHE/tiny/<name>-<hash>`` (default
+``~/.cache/earlyexp``), written to a temporary folder and renamed into place.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from earlyexp.agents.prompting import (
+    ACTION_CLOSE,
+    ACTION_OPEN,
+    FORMAT_ERROR,
+    PromptConfig,
+    format_action,
+    system_prompt,
+    user_message,
+)
+
+CORPUS_VERSION = 1
+SPECIAL_TOKENS = ["<|pad|>", "<|end|>", "<|system|>", "<|user|>", "<|assistant|>"]
+CHAT_TEMPLATE = (
+    "{% for m in messages %}<|{{ m['role'] }}|>\n{{ m['content'] }}<|end|>{% endfor %}"
+    "{% if add_generation_prompt %}<|assistant|>\n{% endif %}"
+)
+PRETOKENIZE = r" ?[A-Z]?[a-z]{2,}| ?[A-Za-z]| ?[0-9]|\s+| ?[^\sA-Za-z0-9]+"
+
+
+@dataclass(frozen=True)
+class TinySpec:
+    """Shape of a tiny checkpoint and the corpus its tokenizer is trained on.
+
+    Attributes:
+        vocab_size: BPE vocabulary size (special and action tokens included).
+        hidden_size: model width.
+        num_layers: decoder layers.
+        num_heads: attention heads (hidden_size must divide by it).
+        max_positions: longest context in tokens.
+        envs: env ids whose text trains the tokenizer (empty: every registered id).
+        episodes: episodes per env and split (train, test, ood) in the corpus.
+        seed: seeds the corpus episodes and the weight initialization.
+    """
+
+    vocab_size: int = 2048
+    hidden_size: int = 64
+    num_layers: int = 2
+    num_heads: int = 2
+    max_positions: int = 4096
+    envs: tuple[str, ...] = field(default_factory=tuple)
+    episodes: int = 8
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.hidden_size % self.num_heads:
+            raise ValueError(
+                f"Expect hidden_size divisible by num_heads, actually: {self.hidden_size} "
+                f"and {self.num_heads}"
+            )
+        if self.vocab_size < 300:
+            raise ValueError(
+                f"Expect vocab_size >= 300 (bytes + specials), actually: {self.vocab_size}"
+            )
+
+
+PRESETS: dict[str, TinySpec] = {
+    # Small on purpose: on 2 CPU cores the budget is optimizer steps, and this size escapes
+    # the "predict the action marginal" plateau within ~1000 SFT steps on the control envs.
+    "tiny": TinySpec(),
+    "test": TinySpec(
+        vocab_size=1024,
+        hidden_size=64,
+        num_layers=2,
+        num_heads=2,
+        envs=("EarlyExp/FrozenLake-v0", "EarlyExp/Sokoban-v0"),
+        episodes=4,
+    ),
+}
+"""Named specs: ``tiny`` (the bench default) and ``test`` (the unit tests' model)."""
+
+
+def cache_root() -> Path:
+    """``$EARLYEXP_CACHE`` or ``~/.cache/earlyexp``."""
+    return Path(os.environ.get("EARLYEXP_CACHE") or Path.home() / ".cache" / "earlyexp")
+
+
+def resolve_envs(spec: TinySpec) -> tuple[str, ...]:
+    """The env ids whose text the tokenizer is trained on."""
+    if spec.envs:
+        return spec.envs
+    from earlyexp.envs import env_ids
+
+    return tuple(env_ids())
+
+
+def checkpoint_dir(spec: TinySpec, name: str = "tiny") -> Path:
+    """Where the checkpoint of ``spec`` lives in the cache (a hash of spec + env ids)."""
+    key = json.dumps([CORPUS_VERSION, asdict(spec), resolve_envs(spec)], sort_keys=True)
+    digest = hashlib.sha256(key.encode()).hexdigest()[:12]
+    return cache_root() / "tiny" / f"{name}-{digest}"
+
+
+def tiny_checkpoint(spec: TinySpec | str = "tiny") -> Path:
+    """Return the folder of the tiny checkpoint for ``spec``, building it once if needed."""
+    name = spec if isinstance(spec, str) else "custom"
+    if isinstance(spec, str):
+        if spec not in PRESETS:
+            raise ValueError(f"Expect a tiny preset in {sorted(PRESETS)}, actually: {spec!r}")
+        spec = PRESETS[spec]
+    target = checkpoint_dir(spec, name)
+    if (target / "config.json").exists():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+    try:
+        build_tiny(spec, tmp)
+        try:
+            os.replace(tmp, target)  # atomic; fails if another process got there first
+        except OSError:
+            if not (target / "config.json").exists():
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def build_tiny(spec: TinySpec, path: Path) -> None:
+    """Train the tokenizer, build the model and ``save_pretrained`` both into ``path``."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    tokenizer = train_tokenizer(
+        corpus(resolve_envs(spec), spec.episodes, spec.seed), spec.vocab_size
+    )
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=spec.hidden_size,
+        intermediate_size=4 * spec.hidden_size,
+        num_hidden_layers=spec.num_layers,
+        num_attention_heads=spec.num_heads,
+        num_key_value_heads=spec.num_heads,
+        max_position_embeddings=spec.max_positions,
+        tie_word_embeddings=True,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        bos_token_id=None,
+    )
+    torch.manual_seed(spec.seed)
+    model = LlamaForCausalLM(config)
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+
+
+def train_tokenizer(texts: Iterator[str] | Sequence[str], vocab_size: int):
+    """Train the BPE tokenizer on ``texts``; return a ``PreTrainedTokenizerFast``."""
+    from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Split(Regex(PRETOKENIZE), behavior="isolated"),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+        ]
+    )
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size - 2,
+        special_tokens=SPECIAL_TOKENS,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        min_frequency=2,
+        show_progress=False,
+    )
+    tok.train_from_iterator(texts, trainer)
+    tok.add_tokens(
+        [AddedToken(t, normalized=False, special=False) for t in (ACTION_OPEN, ACTION_CLOSE)]
+    )
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        eos_token="<|end|>",
+        pad_token="<|pad|>",
+        additional_special_tokens=SPECIAL_TOKENS[2:],
+        chat_template=CHAT_TEMPLATE,
+        padding_side="left",
+        clean_up_tokenization_spaces=False,
+    )
+
+
+def corpus(env_ids: Sequence[str], episodes: int, seed: int) -> Iterator[str]:
+    """Yield the prompt texts of expert and random episodes of ``env_ids`` on every split.
+
+    Half of the actions are the expert's and half random available actions, so the corpus
+    holds the pages an agent sees, its replies and the env's error messages.
+    """
+    import gymnasium as gym
+
+    import earlyexp.envs  # noqa: F401  (registers the ids)
+
+    config = PromptConfig()
+    yield FORMAT_ERROR
+    for env_id in env_ids:
+        env = gym.make(env_id)
+        rng = np.random.default_rng(seed)
+        try:
+            for split in ("train", "test", "ood"):
+                for ep in range(episodes):
+                    task = None if split == "train" else ep
+                    obs, info = env.reset(seed=seed + ep, options={"split": split, "task": task})
+                    yield system_prompt(env, info)
+                    yield from _episode_text(env, obs, info, rng, config)
+        finally:
+            env.close()
+
+
+def _episode_text(env, obs: str, info: dict, rng: np.random.Generator, config: PromptConfig):
+    done = False
+    while not done:
+        yield user_message(obs, info, config)
+        actions = info.get("available_actions") or [""]
+        if rng.random() < 0.5:
+            action = env.unwrapped.expert_action()
+        else:
+            action = str(actions[int(rng.integers(len(actions)))])
+        yield format_action(action)
+        obs, _, term, trunc, info = env.step(action)
+        done = term or trunc

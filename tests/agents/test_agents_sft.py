@@ -1,0 +1,115 @@
+"""Expert data export and SFT: loss goes down, every trainable parameter changes."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from earlyexp.agents.chat import ChatEncoder
+from earlyexp.agents.data import (
+    EXPERT_FILE,
+    collect_expert,
+    expert_records,
+    read_chat_jsonl,
+    write_chat_jsonl,
+)
+from earlyexp.agents.prompting import PromptConfig, format_action
+from earlyexp.agents.sft import (
+    SFTConfig,
+    add_lora,
+    encode_conversations,
+    lr_factor,
+    save_checkpoint,
+    train_sft,
+)
+
+FL = "EarlyExp/FrozenLake-v0"
+
+
+@pytest.fixture(scope="module")
+def expert_file(tmp_path_factory):
+    trajs = collect_expert(FL, episodes=12, seed=0, prompt=PromptConfig(window=1))
+    path = tmp_path_factory.mktemp("data") / EXPERT_FILE
+    return write_chat_jsonl(expert_records(trajs, window=1), path), trajs
+
+
+def test_expert_sft_jsonl_has_one_chat_per_expert_step(expert_file):
+    path, trajs = expert_file
+    lines = [json.loads(x) for x in path.read_text().splitlines()]
+    assert len(lines) == sum(len(t.steps) for t in trajs)
+    for line in lines:
+        roles = [m["role"] for m in line["messages"]]
+        assert roles[0] == "system" and roles[-1] == "assistant" and roles[-2] == "user"
+        assert len(roles) in (3, 5)  # window 1: at most one earlier turn
+    first = trajs[0]
+    assert lines[0]["messages"][-1]["content"] == format_action(first.steps[0].action)
+    assert read_chat_jsonl(path) == [x["messages"] for x in lines]
+    bad = path.parent / "bad.jsonl"
+    bad.write_text('{"text": "no messages"}\n')
+    with pytest.raises(ValueError, match="messages"):
+        read_chat_jsonl(bad)
+
+
+def _examples(tiny_path, path):
+    from earlyexp.agents.backends.hf import load_model
+
+    model, tok = load_model(tiny_path)
+    ex = encode_conversations(ChatEncoder(tok), read_chat_jsonl(path), "last", 512)
+    return model, tok, ex
+
+
+def test_sft_loss_goes_down_and_every_parameter_changes(tiny_path, expert_file, tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    model, tok, ex = _examples(tiny_path, expert_file[0])
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    log = train_sft(
+        model, ex, tok.pad_token_id, SFTConfig(steps=30, batch_size=8, lr=3e-3, log_every=5)
+    )
+    assert log[-1]["loss"] < 0.6 * log[0]["loss"]
+    unchanged = [n for n, p in model.named_parameters() if torch.equal(p, before[n])]
+    assert unchanged == []
+    out = save_checkpoint(model, tok, tmp_path / "ckpt")
+    reloaded = AutoModelForCausalLM.from_pretrained(out)
+    ids = torch.tensor([ex[0][0]])
+    with torch.no_grad():
+        assert torch.allclose(reloaded(ids).logits, model(ids).logits, atol=1e-5)
+
+
+def test_sft_is_seeded(tiny_path, expert_file):
+    logs = []
+    for _ in range(2):
+        model, tok, ex = _examples(tiny_path, expert_file[0])
+        logs.append(
+            train_sft(model, ex, tok.pad_token_id, SFTConfig(steps=3, batch_size=4, log_every=1))
+        )
+    assert logs[0] == logs[1]
+
+
+def test_lora_trains_only_and_every_adapter_parameter(tiny_path, expert_file):
+    pytest.importorskip("peft")
+    model, tok, ex = _examples(tiny_path, expert_file[0])
+    model = add_lora(model, r=4, seed=0)
+    trainable = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+    assert trainable and all("lora_" in n for n in trainable)
+    frozen = {n: p.detach().clone() for n, p in model.named_parameters() if not p.requires_grad}
+    train_sft(
+        model, ex, tok.pad_token_id, SFTConfig(steps=4, batch_size=4, lr=1e-2, warmup_ratio=0.0)
+    )
+    params = dict(model.named_parameters())
+    assert [n for n in trainable if torch.equal(params[n], trainable[n])] == []
+    assert [n for n in frozen if not torch.equal(params[n], frozen[n])] == []
+
+
+def test_lr_schedule_warms_up_then_decays_to_zero():
+    f = [lr_factor(s, 100, 10) for s in range(100)]
+    assert f[0] == pytest.approx(0.1) and f[9] == pytest.approx(1.0)
+    assert all(a >= b for a, b in zip(f[10:], f[11:], strict=False))
+    assert f[-1] < 0.01
+
+
+def test_sft_config_validates():
+    with pytest.raises(ValueError, match="Expect steps"):
+        SFTConfig(steps=0)
