@@ -21,7 +21,8 @@ class Profile:
         train_episodes: demonstrations / collected episodes for learning methods.
         train_steps: training steps by method kind (``sb3``: env steps; ``llm``: optimizer steps).
         env_overrides: per env id, Budget fields that replace the defaults (e.g. fewer eval tasks
-            for a browser env).
+            for a browser env); ``eval_tasks_<kind>`` and ``train_steps_<kind>`` apply to one
+            method kind only (``scripted``, ``sb3``, ``llm``).
         extra: method-specific knobs passed in ``Budget.extra``.
     """
 
@@ -39,7 +40,8 @@ class Profile:
         """Return the budget of a ``kind`` method on ``env_id`` (``eval_tasks`` overrides)."""
         over = self.env_overrides.get(env_id, {})
         return Budget(
-            eval_tasks=eval_tasks or over.get("eval_tasks", self.eval_tasks),
+            eval_tasks=eval_tasks
+            or over.get(f"eval_tasks_{kind}", over.get("eval_tasks", self.eval_tasks)),
             train_episodes=over.get("train_episodes", self.train_episodes),
             train_steps=over.get(f"train_steps_{kind}", self.train_steps.get(kind, 0)),
             extra={**self.extra, **over.get("extra", {})},
@@ -55,9 +57,33 @@ PROFILES: dict[str, Profile] = {
             methods=("random", "expert", "ppo", "prompt", "il"),
             seeds=(0,),
             eval_tasks=50,
-            train_episodes=200,
-            train_steps={"sb3": 50_000, "llm": 300},
-            env_overrides={"EarlyExp/FlightBooking-v0": {"eval_tasks": 10, "train_episodes": 40}},
+            train_episodes=400,
+            train_steps={"sb3": 50_000, "llm": 3000},
+            env_overrides={
+                "EarlyExp/WebShop-v0": {
+                    "eval_tasks_llm": 20,
+                    "train_episodes": 100,
+                    "train_steps_llm": 300,
+                },
+                "EarlyExp/SearchQA-v0": {
+                    "eval_tasks_llm": 20,
+                    "train_episodes": 100,
+                    "train_steps_llm": 100,
+                    "extra": {"sft_batch_size": 8},
+                },
+                "EarlyExp/ToolCall-v0": {
+                    "eval_tasks_llm": 20,
+                    "train_episodes": 100,
+                    "train_steps_llm": 100,
+                    "extra": {"sft_batch_size": 8},
+                },
+                "EarlyExp/FlightBooking-v0": {
+                    "eval_tasks": 10,
+                    "eval_tasks_llm": 3,
+                    "train_episodes": 20,
+                    "train_steps_llm": 50,
+                },
+            },  # fmt: skip
         ),
         Profile(
             name="smoke",
