@@ -7,7 +7,14 @@ Playwright driver, Chromium and its renderers) spent per step: a figure that loa
 inflate. ``--envs 4`` steps four envs round-robin in one process (they share one
 browser and one server); ``--procs 4`` runs one env in each of four processes.
 
+Episodes run back to back with no agent think time (the next reset follows the last step
+at once), so each env's spare context (``warm_spare``) is made while the episode's own
+steps run; ``--think S`` sleeps S seconds before every step, as an agent's model call would,
+and ``--no-warm`` runs without spare contexts (every reset makes its context in the
+foreground).
+
     python benchmarks/flights_latency.py --episodes 20 --envs 1 4 --procs 4
+    python benchmarks/flights_latency.py --episodes 20 --envs 1 --procs --think 0.2
 """
 
 from __future__ import annotations
