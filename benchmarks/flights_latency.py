@@ -7,7 +7,14 @@ Playwright driver, Chromium and its renderers) spent per step: a figure that loa
 inflate. ``--envs 4`` steps four envs round-robin in one process (they share one
 browser and one server); ``--procs 4`` runs one env in each of four processes.
 
+Episodes run back to back with no agent think time (the next reset follows the last step
+at once), so each env's spare context (``warm_spare``) is made while the episode's own
+steps run; ``--think S`` sleeps S seconds before every step, as an agent's model call would,
+and ``--no-warm`` runs without spare contexts (every reset makes its context in the
+foreground).
+
     python benchmarks/flights_latency.py --episodes 20 --envs 1 4 --procs 4
+    python benchmarks/flights_latency.py --episodes 20 --envs 1 --procs --think 0.2
 """
 
 from __future__ import annotations
@@ -53,12 +60,14 @@ def cpu_seconds() -> float:
     return total
 
 
-def run_envs(n_envs: int, episodes: int, split: str, offset: int = 0) -> Timings:
+def run_envs(
+    n_envs: int, episodes: int, split: str, offset: int = 0, warm: bool = True, think: float = 0.0
+) -> Timings:
     import gymnasium as gym
 
     import earlyexp.envs  # noqa: F401
 
-    envs = [gym.make("EarlyExp/FlightBooking-v0") for _ in range(n_envs)]
+    envs = [gym.make("EarlyExp/FlightBooking-v0", warm_spare=warm) for _ in range(n_envs)]
     out = Timings()
     envs[0].reset(options={"split": split, "task": 0})  # warm-up: browser launch, server start
     start, cpu0 = time.perf_counter(), cpu_seconds()
@@ -79,6 +88,8 @@ def run_envs(n_envs: int, episodes: int, split: str, offset: int = 0) -> Timings
     while live:
         for i in list(live):
             env = envs[i]
+            if think:
+                time.sleep(think)
             action = env.unwrapped.expert_action()
             t = time.perf_counter()
             _, _, term, trunc, info = env.step(action)
@@ -95,9 +106,9 @@ def run_envs(n_envs: int, episodes: int, split: str, offset: int = 0) -> Timings
     return out
 
 
-def _proc(args: tuple[int, str, int]) -> Timings:
-    episodes, split, offset = args
-    return run_envs(1, episodes, split, offset)
+def _proc(args: tuple[int, str, int, bool, float]) -> Timings:
+    episodes, split, offset, warm, think = args
+    return run_envs(1, episodes, split, offset, warm, think)
 
 
 def report(name: str, t: Timings) -> None:
@@ -118,14 +129,25 @@ def main() -> None:
     p.add_argument("--envs", type=int, nargs="*", default=[1, 4], help="envs in one process")
     p.add_argument("--procs", type=int, nargs="*", default=[4], help="processes with one env each")
     p.add_argument("--split", default="test", choices=["test", "ood"])
+    p.add_argument(
+        "--no-warm", dest="warm", action="store_false", help="no spare context (warm_spare=False)"
+    )
+    p.add_argument(
+        "--think", type=float, default=0.0, help="seconds of agent think time before each step"
+    )
     args = p.parse_args()
     for n in args.envs:
-        report(f"{n} env(s), 1 process", run_envs(n, args.episodes, args.split))
+        report(
+            f"{n} env(s), 1 process",
+            run_envs(n, args.episodes, args.split, warm=args.warm, think=args.think),
+        )
     for n in args.procs:
         per = max(1, args.episodes // n)
         start = time.perf_counter()
         with mp.get_context("spawn").Pool(n) as pool:
-            parts = pool.map(_proc, [(per, args.split, k * per) for k in range(n)])
+            parts = pool.map(
+                _proc, [(per, args.split, k * per, args.warm, args.think) for k in range(n)]
+            )
         total = Timings()
         for part in parts:
             total.merge(part)

@@ -1,8 +1,8 @@
 """Headless Chromium through Playwright: one browser per process, one context per episode.
 
-:func:`shared_browser` launches the browser lazily (Playwright's own Chromium when
-installed, else the system one) and relaunches it when it died; :class:`Tab` is one env's
-browser context and page. The page is read with ONE ``page.evaluate`` of :data:`READ_PAGE`,
+:data:`BROWSERS` launches the browser lazily (Playwright's own Chromium when installed,
+else the system one) and relaunches it when it died; :class:`Tab` is one env's browser
+context and page, with a spare context made in the background for the next episode. The page is read with ONE ``page.evaluate`` of :data:`READ_PAGE`,
 which walks the DOM, gives every interactive element a short id (``e1``, ``e2``, ... in
 document order, stored as ``data-eid``) and returns the accessibility-style text lines plus
 a table of the elements. Pages are deterministic, so the ids are stable across runs.
@@ -10,14 +10,13 @@ a table of the elements. Pages are deterministic, so the ids are stable across r
 
 from __future__ import annotations
 
+import asyncio
 import atexit
 import os
-import queue
 import shutil
 import threading
-from collections.abc import Callable
-from concurrent.futures import Future
-from typing import Any, TypeVar
+from collections.abc import Awaitable, Callable
+from typing import Any, NamedTuple, TypeVar
 
 from earlyexp.envs.flights import server as site_server
 from earlyexp.envs.flights.site import COOKIE
@@ -32,6 +31,8 @@ CHROMIUM_ARGS = [
     "--no-first-run",
 ]
 T = TypeVar("T")
+SPARE_CTX = {"seed": 0, "world": "id", "theme": "classic"}
+"""Session context of a spare context's home page, until :meth:`Tab.open` gives the real one."""
 SYSTEM_CHROMIUMS = ("/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/bin/google-chrome")
 
 READ_PAGE = r"""
@@ -193,41 +194,52 @@ def _system_chromium() -> str | None:
 
 
 class _Worker:
-    """A daemon thread that owns Playwright: every browser call of the process runs there.
+    """A daemon thread running the asyncio loop that owns Playwright (its async API).
 
-    Playwright's sync API refuses to run where an asyncio loop is running (a Jupyter cell)
-    and ties its objects to one thread; running it in its own thread lifts both limits.
+    Every browser call of the process runs on this loop: Playwright ties its objects to one
+    loop, and its sync API refuses to run where an asyncio loop is running (a Jupyter cell).
+    The loop keeps running between calls, so background work (the next episode's spare
+    context, closing the last one) goes on while the caller thinks.
     """
 
     def __init__(self) -> None:
-        self._jobs: queue.SimpleQueue = queue.SimpleQueue()
-        self.thread = threading.Thread(target=self._loop, name="flights-browser", daemon=True)
+        self.loop = asyncio.new_event_loop()
+        self.launching = asyncio.Lock()
+        self.thread = threading.Thread(target=self._main, name="flights-browser", daemon=True)
         self.thread.start()
 
-    def _loop(self) -> None:
-        while True:
-            job = self._jobs.get()
-            if job is None:
-                return
-            fn, done = job
-            try:
-                done.set_result(fn())
-            except BaseException as e:  # noqa: BLE001 - handed to the caller
-                done.set_exception(e)
+    def _main(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.loop.run_forever()
+        left = asyncio.all_tasks(self.loop)
+        for task in left:
+            task.cancel()
+        self.loop.run_until_complete(asyncio.gather(*left, return_exceptions=True))
+        self.loop.close()
 
-    def run(self, fn: Callable[[], T]) -> T:
-        """Run ``fn()`` in the worker thread and return its result (or raise its error)."""
+    def run(self, fn: Callable[[], Awaitable[T]]) -> T:
+        """Run coroutine ``fn()`` on the loop and return its result (or raise its error)."""
         if threading.current_thread() is self.thread:
-            return fn()
-        done: Future = Future()
-        self._jobs.put((fn, done))
-        return done.result()
+            raise RuntimeError("Expect a call from outside the browser thread, actually: inside")
+        return asyncio.run_coroutine_threadsafe(_call(fn), self.loop).result()
 
     def stop(self) -> None:
-        """End the thread (after the jobs already queued)."""
-        self._jobs.put(None)
+        """Stop the loop (cancelling what is left) and end the thread."""
+        self.loop.call_soon_threadsafe(self.loop.stop)
         if threading.current_thread() is not self.thread:
             self.thread.join(10)
+
+
+async def _call(fn: Callable[[], Awaitable[T]]) -> T:
+    return await fn()
+
+
+async def _quietly(aw: Awaitable[Any], timeout_s: float = 10.0) -> None:
+    """Await ``aw`` ignoring its failure (closing what the browser may already have lost)."""
+    try:
+        await asyncio.wait_for(aw, timeout_s)
+    except Exception:  # noqa: BLE001 - the browser or driver may already be gone
+        pass
 
 
 class _Browsers:
@@ -246,48 +258,47 @@ class _Browsers:
             if self.worker is None:
                 self.worker = _Worker()
 
-    def run(self, fn: Callable[[], T]) -> T:
-        """Run ``fn()`` in the browser thread."""
+    def run(self, fn: Callable[[], Awaitable[T]]) -> T:
+        """Run coroutine ``fn()`` in the browser thread."""
         worker = self.worker
         if worker is None:
             raise RuntimeError("Expect an acquired browser, actually: every user released it")
         return worker.run(fn)
 
-    def get(self) -> Any:
+    async def get(self) -> Any:
         """The live browser, (re)launched when missing or dead (call in the browser thread)."""
-        if self.browser is not None and self.browser.is_connected():
-            return self.browser
-        self._shutdown()
-        self._launch()
+        assert self.worker is not None
+        async with self.worker.launching:
+            if self.browser is None or not self.browser.is_connected():
+                await self._shutdown()
+                await self._launch()
         return self.browser
 
-    def _launch(self) -> None:
+    async def _launch(self) -> None:
         try:
-            from playwright.sync_api import sync_playwright
+            from playwright.async_api import async_playwright
         except ImportError as e:  # pragma: no cover - depends on the install
             raise ImportError("FlightBooking needs Playwright: pip install 'earlyexp[web]'") from e
-        self.pw = sync_playwright().start()
+        self.pw = await async_playwright().start()
         exe = os.environ.get("EARLYEXP_CHROMIUM") or None
         if exe is None and not os.path.exists(self.pw.chromium.executable_path):
             exe = _system_chromium()
             if exe is None:
-                self._shutdown()
+                await self._shutdown()
                 raise RuntimeError(
                     "Expect a Chromium (Playwright's or /usr/bin/chromium), actually: none found. "
                     "Run `make install`, `playwright install chromium` or "
                     "`apt-get install chromium`."
                 )
-        self.browser = self.pw.chromium.launch(
+        self.browser = await self.pw.chromium.launch(
             executable_path=exe, headless=True, args=CHROMIUM_ARGS
         )
 
-    def _shutdown(self) -> None:
-        for closer in (getattr(self.browser, "close", None), getattr(self.pw, "stop", None)):
-            if closer is not None:
-                try:
-                    closer()
-                except Exception:  # noqa: BLE001 - the browser or driver may already be gone
-                    pass
+    async def _shutdown(self) -> None:
+        if self.browser is not None:
+            await _quietly(self.browser.close())
+        if self.pw is not None:
+            await _quietly(self.pw.stop())
         self.browser, self.pw = None, None
 
     def release(self) -> None:
@@ -314,23 +325,40 @@ BROWSERS = _Browsers()
 atexit.register(BROWSERS.shutdown_all)
 
 
+class _Context(NamedTuple):
+    """A browser context with one page on the site, and the site session of its cookie."""
+
+    sid: str
+    context: Any
+    page: Any
+    browser: Any
+
+
 class Tab:
     """One env's browser context and page on the shared site and browser.
 
     Every method runs its Playwright calls in the browser thread (see :class:`_Worker`).
+    With ``warm`` the tab keeps a spare context made in the background: a fresh context
+    whose page already shows the site's home page under its own new session, so that
+    :meth:`open` only hands the session the episode's context (the renderer process, the
+    costly part of a new context, is already up).
 
     Args:
         timeout_ms: Playwright timeout for every browser call.
+        warm: keep a spare context ready for the next :meth:`open`.
     """
 
-    def __init__(self, timeout_ms: int = 10_000) -> None:
+    def __init__(self, timeout_ms: int = 10_000, warm: bool = True) -> None:
         self.timeout_ms = timeout_ms
+        self.warm = warm
         self.server = site_server.acquire()
         BROWSERS.acquire()
         self.context: Any = None
         self.page: Any = None
         self.sid: str | None = None
         self.closed = False
+        self._spare: asyncio.Task | None = None
+        self._closing: set[asyncio.Task] = set()
 
     @property
     def store(self):
@@ -338,9 +366,23 @@ class Tab:
         return self.server.store
 
     def open(self, ctx: dict[str, Any]) -> str:
-        """Start a fresh session (and browser context) with session context ``ctx``."""
-        self._drop()
-        sid = self.store.create_session(ctx)
+        """Start a fresh session (and browser context, on the home page) with context ``ctx``."""
+        return BROWSERS.run(lambda: self._open(ctx))
+
+    async def _open(self, ctx: dict[str, Any]) -> str:
+        self._drop_later()
+        fresh = await self._take_spare()
+        if fresh is None:
+            fresh = await self._new_context()
+        self.sid, self.context, self.page = fresh.sid, fresh.context, fresh.page
+        self.store.reset_session(fresh.sid, ctx)
+        if self.warm:
+            self._spare = asyncio.create_task(self._make_spare())
+        return fresh.sid
+
+    async def _new_context(self) -> _Context:
+        """A new context with a new session's cookie, its page on the home page."""
+        sid = self.store.create_session(SPARE_CTX)
         cookie = {
             "name": COOKIE,
             "value": sid,
@@ -351,17 +393,64 @@ class Tab:
             "secure": False,
             "sameSite": "Lax",
         }
+        context = None
+        try:
+            browser = await BROWSERS.get()
+            # a call in flight when the browser dies may never be answered: bound them all
+            async with asyncio.timeout(self.timeout_ms / 1000):
+                context = await browser.new_context(
+                    base_url=self.server.url, storage_state={"cookies": [cookie], "origins": []}
+                )
+                page = await context.new_page()
+                page.set_default_timeout(self.timeout_ms)
+                await page.goto("/", wait_until="domcontentloaded")
+                await page.evaluate(READ_PAGE)  # Playwright's first evaluate sets the page up
+        except BaseException:
+            self._discard_later(context, sid)
+            raise
+        return _Context(sid, context, page, browser)
 
-        def start() -> None:
-            self.context = BROWSERS.get().new_context(
-                base_url=self.server.url, storage_state={"cookies": [cookie], "origins": []}
-            )
-            self.page = self.context.new_page()
-            self.page.set_default_timeout(self.timeout_ms)
+    async def _make_spare(self) -> _Context | None:
+        try:
+            return await self._new_context()
+        except Exception:  # noqa: BLE001 - the next open() makes one in the foreground
+            return None
 
-        self.sid = sid
-        BROWSERS.run(start)
-        return sid
+    async def _take_spare(self) -> _Context | None:
+        """The spare context (waiting for it if still in the making), None if none or dead."""
+        task, self._spare = self._spare, None
+        if task is None:
+            return None
+        browser = BROWSERS.browser
+        if browser is None or not browser.is_connected():
+            task.cancel()  # made on a browser that died: its calls may hang
+        try:
+            spare = await task
+        except asyncio.CancelledError:
+            return None
+        if spare is None or (spare.browser is browser and browser.is_connected()):
+            return spare
+        self._discard_later(spare.context, spare.sid)
+        return None
+
+    def _discard_later(self, context: Any, sid: str | None) -> None:
+        """Close ``context`` and drop session ``sid`` in the background."""
+        if context is None and sid is None:
+            return
+        task = asyncio.create_task(self._discard(context, sid))
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+
+    async def _discard(self, context: Any, sid: str | None) -> None:
+        if context is not None:
+            await _quietly(context.close())
+        if sid is not None:
+            self.store.drop_session(sid)
+
+    def _drop_later(self) -> None:
+        """Close the current context and drop its session in the background."""
+        self._discard_later(self.context, self.sid)
+        self.context = self.page = self.sid = None
 
     def evaluate(self, script: str, arg: Any = None) -> Any:
         """Run ``script`` in the page (tests use it to inspect the DOM)."""
@@ -374,11 +463,11 @@ class Tab:
         a plain navigation.
         """
 
-        def go() -> dict[str, Any]:
-            page = None if fresh else self.page.evaluate(DRIVE_VISIT, path)
+        async def go() -> dict[str, Any]:
+            page = None if fresh else await self.page.evaluate(DRIVE_VISIT, path)
             if page is None:
-                self.page.goto(path, wait_until="domcontentloaded")
-                page = self.page.evaluate(READ_PAGE)
+                await self.page.goto(path, wait_until="domcontentloaded")
+                page = await self.page.evaluate(READ_PAGE)
             return page
 
         return BROWSERS.run(go)
@@ -392,12 +481,12 @@ class Tab:
         if not nav:
             return self.evaluate(ACT, [eid, "click", "", True])
 
-        def click_and_wait() -> dict[str, Any]:
-            page = self.page.evaluate(DRIVE_CLICK, eid)
+        async def click_and_wait() -> dict[str, Any]:
+            page = await self.page.evaluate(DRIVE_CLICK, eid)
             if page is None:  # no drive on this page: a plain navigation
-                with self.page.expect_navigation(wait_until="domcontentloaded"):
-                    self.page.evaluate(ACT, [eid, "click", "", False])
-                page = self.page.evaluate(READ_PAGE)
+                async with self.page.expect_navigation(wait_until="domcontentloaded"):
+                    await self.page.evaluate(ACT, [eid, "click", "", False])
+                page = await self.page.evaluate(READ_PAGE)
             return page
 
         return BROWSERS.run(click_and_wait)
@@ -410,26 +499,18 @@ class Tab:
         """Choose the option with ``value`` in menu ``eid``; return the page."""
         return self.evaluate(ACT, [eid, "select", value, True])
 
-    def _drop(self) -> None:
-        context = self.context
-        if context is not None:
-
-            def close() -> None:
-                try:
-                    context.close()
-                except Exception:  # noqa: BLE001 - the browser may have died with it
-                    pass
-
-            BROWSERS.run(close)
-        if self.sid is not None:
-            self.store.drop_session(self.sid)
-        self.context = self.page = self.sid = None
+    async def _close_all(self) -> None:
+        self._drop_later()
+        spare = await self._take_spare()
+        if spare is not None:
+            self._discard_later(spare.context, spare.sid)
+        await asyncio.gather(*self._closing)
 
     def close(self) -> None:
-        """Close the context, drop the session, release the shared browser and server."""
+        """Close the contexts, drop the sessions, release the shared browser and server."""
         if self.closed:
             return
         self.closed = True
-        self._drop()
+        BROWSERS.run(self._close_all)
         BROWSERS.release()
         site_server.release()

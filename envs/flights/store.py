@@ -70,6 +70,10 @@ class Store:
             )
         return sid
 
+    def reset_session(self, sid: str, ctx: dict[str, Any]) -> None:
+        """Start session ``sid`` afresh: context ``ctx``, empty state, no bookings."""
+        self.load(sid, (_dump(ctx), _dump(EMPTY_STATE), "[]"))
+
     def drop_session(self, sid: str) -> None:
         """Delete a session and its bookings."""
         with self._lock:
