@@ -393,20 +393,26 @@ class Tab:
             "secure": False,
             "sameSite": "Lax",
         }
-        context = None
+        made: list[Any] = []  # the context once created, for cleanup on failure
+
+        async def build(browser: Any) -> tuple[Any, Any]:
+            context = await browser.new_context(
+                base_url=self.server.url, storage_state={"cookies": [cookie], "origins": []}
+            )
+            made.append(context)
+            page = await context.new_page()
+            page.set_default_timeout(self.timeout_ms)
+            await page.goto("/", wait_until="domcontentloaded")
+            await page.evaluate(READ_PAGE)  # Playwright's first evaluate sets the page up
+            return context, page
+
         try:
             browser = await BROWSERS.get()
             # a call in flight when the browser dies may never be answered: bound them all
-            async with asyncio.timeout(self.timeout_ms / 1000):
-                context = await browser.new_context(
-                    base_url=self.server.url, storage_state={"cookies": [cookie], "origins": []}
-                )
-                page = await context.new_page()
-                page.set_default_timeout(self.timeout_ms)
-                await page.goto("/", wait_until="domcontentloaded")
-                await page.evaluate(READ_PAGE)  # Playwright's first evaluate sets the page up
+            # (asyncio.wait_for rather than asyncio.timeout, which needs Python 3.11)
+            context, page = await asyncio.wait_for(build(browser), self.timeout_ms / 1000)
         except BaseException:
-            self._discard_later(context, sid)
+            self._discard_later(made[0] if made else None, sid)
             raise
         return _Context(sid, context, page, browser)
 
