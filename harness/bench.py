@@ -96,16 +96,19 @@ def _write_json(path: Path, data: Any) -> None:
     os.replace(tmp, path)
 
 
-def _check_resume(out: Path, cfg: BenchConfig) -> None:
+def _check_resume(out: Path, cfg: BenchConfig, profile: Profile) -> None:
+    """Refuse to resume a run folder whose finished cells used other settings or budgets."""
     saved = out / "config.json"
     if not saved.exists() or cfg.fresh:
         return
     old = json.loads(saved.read_text())
     diff = [k for k in RESULT_KEYS if old.get(k) != asdict(cfg).get(k)]
+    if old.get("resolved_profile") != json.loads(json.dumps(asdict(profile))):
+        diff.append("profile budgets")
     if diff:
         raise ValueError(
             f"Expect the same {', '.join(diff)} as the run being resumed in {out} "
-            f"(was {[old.get(k) for k in diff]}); pass --fresh or another --out"
+            f"(they changed); pass --fresh or another --out"
         )
 
 
@@ -143,7 +146,7 @@ def run_bench(cfg: BenchConfig) -> Path:
     profile = get_profile(cfg.profile)
     out = Path(cfg.out or f"runs/{cfg.profile}")
     out.mkdir(parents=True, exist_ok=True)
-    _check_resume(out, cfg)
+    _check_resume(out, cfg, profile)
     _write_json(out / "config.json", {**asdict(cfg), "resolved_profile": asdict(profile)})
     cells = plan_cells(cfg, profile)
     done = {}
