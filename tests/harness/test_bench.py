@@ -88,3 +88,17 @@ def test_cli_play_human_reads_stdin(monkeypatch, capsys):
     assert main(["play", "EarlyExp/FrozenLake-v0", "--split", "test", "--task", "0"]) == 0
     out = capsys.readouterr().out
     assert "Invalid action" in out or "Malformed action" in out
+
+
+def test_bench_refuses_to_resume_after_the_profile_budgets_changed(tmp_path, monkeypatch):
+    import dataclasses
+
+    from earlyexp.harness import profiles
+
+    out = tmp_path / "run"
+    cfg = BenchConfig(profile="smoke", envs=CONTROL[:1], methods=["random"], out=str(out))
+    run_bench(cfg)
+    changed = dataclasses.replace(profiles.PROFILES["smoke"], train_episodes=99)
+    monkeypatch.setitem(profiles.PROFILES, "smoke", changed)
+    with pytest.raises(ValueError, match="profile budgets"):
+        run_bench(cfg)
