@@ -125,16 +125,7 @@ class FrozenLakeEnv(GridEnv[FrozenLakeTask]):
 
     FAMILY = "FrozenLake-v0"
     generate = staticmethod(generate_task)
-
-    def __init__(
-        self,
-        symbols: str = "abstract",
-        render_mode: str | None = None,
-        max_steps: int | None = None,
-    ) -> None:
-        super().__init__(symbols=symbols, render_mode=render_mode, max_steps=max_steps)
-        self._board: list[list[str]] = []
-        self._board_task: FrozenLakeTask | None = None
+    _board_task: FrozenLakeTask | None = None  # the task self._board was drawn for
 
     def _begin(self, task: FrozenLakeTask) -> str:
         self.state = (task.find("S"), "playing")

@@ -229,20 +229,11 @@ class SokobanEnv(GridEnv[SokobanTask]):
 
     FAMILY = "Sokoban-v0"
     generate = staticmethod(generate_task)
-
-    def __init__(
-        self,
-        symbols: str = "abstract",
-        render_mode: str | None = None,
-        max_steps: int | None = None,
-    ) -> None:
-        super().__init__(symbols=symbols, render_mode=render_mode, max_steps=max_steps)
-        self._plan: dict[State, str] = {}
-        self._static: tuple[SokobanTask | None, list[str]] = (None, [])
+    _static: tuple[SokobanTask | None, list[str]] = (None, [])  # replaced, never mutated
 
     def _begin(self, task: SokobanTask) -> str:
         self.state = (task.player, task.boxes)
-        self._plan = {}
+        self._plan: dict[State, str] = {}
         return "The game has started."
 
     def instruction(self) -> str:
@@ -335,3 +326,4 @@ class SokobanEnv(GridEnv[SokobanTask]):
 
     def _set_state(self, state: Any) -> None:
         self.state = state
+        self._plan = {}
