@@ -90,3 +90,21 @@ def respond(message: str) -> str:
 
 
 REFUSAL = "I'm sorry, I can't do that: none of the available functions can {what}."
+
+
+def ask_first(
+    state: dict[str, Any],
+    request: str,
+    question: str,
+    keywords: tuple[str, ...],
+    label: str,
+    answer: str,
+    plan: tuple[str, ...],
+) -> Draft:
+    """A missing-parameter task: the expert asks, the user answers, then ``plan`` runs.
+
+    ``request`` lacks ``label``; the expert's ``question`` (the reply must contain one of
+    ``keywords``) comes first, the user then gives ``answer``.
+    """
+    ask = Turn(request, (respond(question),), ask=keywords, ask_label=label)
+    return Draft(state, [ask, Turn(answer, plan)])

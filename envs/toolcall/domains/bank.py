@@ -8,7 +8,16 @@ from typing import Any
 import numpy as np
 
 from earlyexp.envs.toolcall.calls import Param, ToolError, ToolSpec, call_str
-from earlyexp.envs.toolcall.domain import REFUSAL, Domain, Draft, TemplateEntry, Turn, pick, respond
+from earlyexp.envs.toolcall.domain import (
+    REFUSAL,
+    Domain,
+    Draft,
+    TemplateEntry,
+    Turn,
+    ask_first,
+    pick,
+    respond,
+)
 from earlyexp.envs.toolcall.domains.filesystem import VOCAB
 
 State = dict[str, Any]
@@ -246,18 +255,11 @@ def move_money(rng: np.random.Generator, variant: str) -> Draft:
     act = call_str("transfer", from_account=src, to_account=dst, amount=amount)
     done = respond(f"Transferred ${amount:,.2f} from {src} to {dst}.")
     if variant == "missing_parameter":
-        return Draft(
-            st,
-            [
-                Turn(
-                    f"Please move some money from my {src} account to {dst}.",
-                    (respond("How much would you like to transfer?"),),
-                    ask=("how much", "amount"),
-                    ask_label="the amount",
-                ),
-                Turn(f"Transfer ${amount:,.2f}, please.", (act, done)),
-            ],
-        )
+        return ask_first(
+            st, f"Please move some money from my {src} account to {dst}.",
+            "How much would you like to transfer?", ("how much", "amount"), "the amount",
+            f"Transfer ${amount:,.2f}, please.", (act, done),
+        )  # fmt: skip
     return Draft(st, [Turn(f"Move ${amount:,.2f} from my {src} account to {dst}.", (act, done))])
 
 

@@ -10,7 +10,16 @@ import numpy as np
 
 from earlyexp import assets
 from earlyexp.envs.toolcall.calls import Param, ToolError, ToolSpec, call_str
-from earlyexp.envs.toolcall.domain import REFUSAL, Domain, Draft, TemplateEntry, Turn, pick, respond
+from earlyexp.envs.toolcall.domain import (
+    REFUSAL,
+    Domain,
+    Draft,
+    TemplateEntry,
+    Turn,
+    ask_first,
+    pick,
+    respond,
+)
 
 State = dict[str, Any]  # {"cwd": str, "dirs": {path: 1}, "files": {path: text}}
 MAX_PATH = 300
@@ -256,19 +265,11 @@ def write_note(rng: np.random.Generator, variant: str) -> Draft:
     write = call_str("write_file", path=path, content=text)
     done = respond(f"Created {path}.")
     if variant == "missing_parameter":
-        ask = respond(f"What text should I write in {path}?")
-        return Draft(
-            st,
-            [
-                Turn(
-                    f"Create a file {path} for my notes.",
-                    (ask,),
-                    ask=("what", "text", "content", "write"),
-                    ask_label="the file's content",
-                ),
-                Turn(f"It should contain exactly: {text}", (write, done)),
-            ],
-        )
+        return ask_first(
+            st, f"Create a file {path} for my notes.", f"What text should I write in {path}?",
+            ("what", "text", "content", "write"), "the file's content",
+            f"It should contain exactly: {text}", (write, done),
+        )  # fmt: skip
     return Draft(st, [Turn(f"Create a file {path} containing exactly: {text}", (write, done))])
 
 

@@ -9,7 +9,16 @@ from typing import Any
 import numpy as np
 
 from earlyexp.envs.toolcall.calls import Param, ToolError, ToolSpec, call_str
-from earlyexp.envs.toolcall.domain import REFUSAL, Domain, Draft, TemplateEntry, Turn, pick, respond
+from earlyexp.envs.toolcall.domain import (
+    REFUSAL,
+    Domain,
+    Draft,
+    TemplateEntry,
+    Turn,
+    ask_first,
+    pick,
+    respond,
+)
 from earlyexp.envs.toolcall.domains.bank import money
 from earlyexp.envs.toolcall.domains.filesystem import VOCAB
 
@@ -238,18 +247,11 @@ def cheapest(rng: np.random.Generator, variant: str) -> Draft:
         respond(f"Booked {fid} for {who}."),
     )
     if variant == "missing_parameter":
-        return Draft(
-            st,
-            [
-                Turn(
-                    f"Book the cheapest flight from {o} to {d} for {who}.",
-                    (respond("On which date do you want to fly?"),),
-                    ask=("date", "when", "which day"),
-                    ask_label="the travel date",
-                ),
-                Turn(f"On {day}.", book),
-            ],
-        )
+        return ask_first(
+            st, f"Book the cheapest flight from {o} to {d} for {who}.",
+            "On which date do you want to fly?", ("date", "when", "which day"),
+            "the travel date", f"On {day}.", book,
+        )  # fmt: skip
     return Draft(st, [Turn(f"Book the cheapest flight from {o} to {d} on {day} for {who}.", book)])
 
 
@@ -284,18 +286,10 @@ def schedule(rng: np.random.Generator, variant: str) -> Draft:
     act = call_str("create_event", title=title, date=day, start=t0, end=t1)
     done = respond(f"Added {title} on {day} from {t0} to {t1}.")
     if variant == "missing_parameter":
-        return Draft(
-            st,
-            [
-                Turn(
-                    f"Add '{title}' to my calendar on {day}.",
-                    (respond("What time does it start and end?"),),
-                    ask=("time", "when"),
-                    ask_label="the time",
-                ),
-                Turn(f"From {t0} to {t1}.", (act, done)),
-            ],
-        )
+        return ask_first(
+            st, f"Add '{title}' to my calendar on {day}.", "What time does it start and end?",
+            ("time", "when"), "the time", f"From {t0} to {t1}.", (act, done),
+        )  # fmt: skip
     return Draft(
         st, [Turn(f"Add '{title}' to my calendar on {day} from {t0} to {t1}.", (act, done))]
     )
