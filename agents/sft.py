@@ -6,6 +6,11 @@ assistant content and its end-of-turn token; prompts and observations are masked
 AdamW, linear warmup then cosine decay to 0, gradient clipping, bf16 autocast on CUDA.
 Seeded: the same seed, data and model give the same run.
 
+Logits are computed only where a label is (:func:`masked_lm_loss`): an SFT example has a
+few action tokens after hundreds of prompt tokens, and the vocabulary projection of every
+prompt position would be wasted work (half of a tiny model's step, and gigabytes of logits
+for a large vocabulary).
+
     python -m earlyexp.agents.sft --data runs/x/expert_sft.jsonl --model tiny --out ckpt/
 """
 
@@ -114,6 +119,30 @@ def batches(n: int, batch_size: int, steps: int, seed: int):
         order = order[batch_size:]
 
 
+LOGITS_ARE_HEAD_OF_HIDDEN = ("llama", "qwen2", "qwen3", "mistral", "gpt2", "phi3", "olmo", "smollm3")
+"""Model types whose logits are exactly ``lm_head(last hidden state)`` (no soft-capping or
+scaling), so :func:`masked_lm_loss` may project the labelled positions only."""
+
+
+def masked_lm_loss(model: Any, ids: Any, labels: Any) -> Any:
+    """Mean -log pi over the labelled tokens of a (B, T) batch (labels ``IGNORE`` elsewhere).
+
+    Equal to ``model(input_ids=ids, labels=labels).loss``; for the model types of
+    :data:`LOGITS_ARE_HEAD_OF_HIDDEN` the vocabulary projection runs on the N labelled
+    positions only ((N, V) logits instead of (B, T, V)). Other models take the full path.
+    """
+    import torch
+
+    core = model.get_base_model() if hasattr(model, "get_base_model") else model  # peft
+    if getattr(core.config, "model_type", "") not in LOGITS_ARE_HEAD_OF_HIDDEN:
+        return model(input_ids=ids, labels=labels).loss
+    hidden = core.base_model(input_ids=ids).last_hidden_state  # (B, T, H)
+    targets = labels[:, 1:]  # token t+1 is predicted at position t
+    keep = targets != IGNORE  # (B, T-1)
+    logits = core.get_output_embeddings()(hidden[:, :-1][keep])  # (N, V)
+    return torch.nn.functional.cross_entropy(logits.float(), targets[keep])
+
+
 def train_sft(
     model: Any, examples: Sequence[tuple[list[int], list[int]]], pad_id: int, config: SFTConfig
 ) -> list[dict[str, float]]:
@@ -139,7 +168,7 @@ def train_sft(
         # so the attention mask is left out (the fast causal attention kernel applies).
         ids, labels = batch["input_ids"].to(device), batch["labels"].to(device)  # (B, T)
         with autocast:
-            loss = model(input_ids=ids, labels=labels).loss  # mean -log pi over labelled tokens
+            loss = masked_lm_loss(model, ids, labels)  # mean -log pi over labelled tokens
         opt.zero_grad(set_to_none=True)
         loss.backward()
         norm = torch.nn.utils.clip_grad_norm_(params, config.grad_clip)

@@ -20,7 +20,9 @@ from earlyexp.agents.sft import (
     SFTConfig,
     add_lora,
     encode_conversations,
+    collate,
     lr_factor,
+    masked_lm_loss,
     save_checkpoint,
     train_sft,
 )
@@ -76,6 +78,21 @@ def test_sft_loss_goes_down_and_every_parameter_changes(tiny_path, expert_file, 
     ids = torch.tensor([ex[0][0]])
     with torch.no_grad():
         assert torch.allclose(reloaded(ids).logits, model(ids).logits, atol=1e-5)
+
+
+def test_masked_loss_equals_the_full_forward_loss_and_its_gradients(tiny_path, expert_file):
+    model, tok, ex = _examples(tiny_path, expert_file[0])
+    batch = collate(ex[:6], tok.pad_token_id)
+    ids, labels = batch["input_ids"], batch["labels"]
+    full = model(input_ids=ids, labels=labels).loss
+    full.backward()
+    grads = {n: p.grad.clone() for n, p in model.named_parameters()}
+    model.zero_grad()
+    masked = masked_lm_loss(model, ids, labels)
+    masked.backward()
+    assert masked.item() == pytest.approx(full.item(), rel=1e-5)
+    for n, p in model.named_parameters():
+        assert torch.allclose(p.grad, grads[n], atol=1e-6), n
 
 
 def test_sft_is_seeded(tiny_path, expert_file):
