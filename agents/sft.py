@@ -119,7 +119,16 @@ def batches(n: int, batch_size: int, steps: int, seed: int):
         order = order[batch_size:]
 
 
-LOGITS_ARE_HEAD_OF_HIDDEN = ("llama", "qwen2", "qwen3", "mistral", "gpt2", "phi3", "olmo", "smollm3")
+LOGITS_ARE_HEAD_OF_HIDDEN = (
+    "llama",
+    "qwen2",
+    "qwen3",
+    "mistral",
+    "gpt2",
+    "phi3",
+    "olmo",
+    "smollm3",
+)
 """Model types whose logits are exactly ``lm_head(last hidden state)`` (no soft-capping or
 scaling), so :func:`masked_lm_loss` may project the labelled positions only."""
 

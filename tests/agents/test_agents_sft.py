@@ -19,8 +19,8 @@ from earlyexp.agents.prompting import PromptConfig, format_action
 from earlyexp.agents.sft import (
     SFTConfig,
     add_lora,
-    encode_conversations,
     collate,
+    encode_conversations,
     lr_factor,
     masked_lm_loss,
     save_checkpoint,
