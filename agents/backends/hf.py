@@ -207,6 +207,7 @@ def sample_batch(
     done = torch.zeros(B, dtype=torch.bool, device=device)
     end = torch.tensor(sorted(end_ids), dtype=torch.long, device=device)
     past = None
+    last_only = {"logits_to_keep": 1} if _keeps_last_logits(model) else {}
     with torch.no_grad(), _autocast(device):
         for _ in range(sampling.max_new_tokens):
             out = model(
@@ -215,6 +216,7 @@ def sample_batch(
                 position_ids=pos,
                 past_key_values=past,
                 use_cache=True,
+                **last_only,  # the prefill projects its last position only, not (B, L, V)
             )
             past = out.past_key_values
             logits = out.logits[:, -1, :].float()  # (B, V)
@@ -231,6 +233,14 @@ def sample_batch(
             attn = torch.cat([attn, torch.ones((B, 1), dtype=attn.dtype, device=device)], 1)
             pos = pos[:, -1:] + 1
     return [(out_ids[i], out_lp[i], bool(done[i])) for i in range(B)]
+
+
+def _keeps_last_logits(model: Any) -> bool:
+    """Whether ``model``'s forward takes ``logits_to_keep`` (transformers >= 4.50 models)."""
+    import inspect
+
+    core = model.get_base_model() if hasattr(model, "get_base_model") else model  # peft
+    return "logits_to_keep" in inspect.signature(core.forward).parameters
 
 
 def _pick(logits: Any, sampling: SamplingParams, gen: Any) -> Any:
