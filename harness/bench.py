@@ -120,7 +120,7 @@ def run_cell(
     cell_dir = out / "cells" / cell_name(method, env_id, seed)
     cell_dir.mkdir(parents=True, exist_ok=True)
     budget = profile.budget(m.kind, env_id, cfg.eval_tasks or None)
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     record: dict[str, Any] = {
         "method": method,
         "env": env_id,
@@ -136,6 +136,7 @@ def run_cell(
             status="error", error=f"{type(e).__name__}: {e}", trace=traceback.format_exc()
         )
     record["seconds"] = round(time.perf_counter() - start, 2)
+    record["cpu_seconds"] = round(time.process_time() - cpu_start, 2)  # all threads of this process
     return record
 
 

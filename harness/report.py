@@ -47,9 +47,11 @@ def summary_rows(cells: list[dict]) -> list[dict[str, Any]]:
     pooled: dict[tuple[str, str], list[EpisodeRecord]] = defaultdict(list)
     errors: dict[tuple[str, str], str] = {}
     seeds: dict[tuple[str, str], list[int]] = defaultdict(list)
+    seconds: dict[tuple[str, str], float] = defaultdict(float)
     for cell in cells:
         key = (cell["env"], cell["method"])
         seeds[key].append(cell["seed"])
+        seconds[key] += float(cell.get("seconds", 0.0))
         if cell.get("status") != "done":
             errors[key] = cell.get("error", "not finished")
         pooled[key] += [EpisodeRecord.from_json(e) for e in cell.get("episodes", [])]
@@ -60,7 +62,7 @@ def summary_rows(cells: list[dict]) -> list[dict[str, Any]]:
         rows.append({
             "env": env, "method": method, "seeds": sorted(seeds[(env, method)]),
             "id": asdict(ids) if ids else None, "ood": asdict(ood) if ood else None,
-            "error": errors.get((env, method)),
+            "error": errors.get((env, method)), "seconds": round(seconds[(env, method)], 1),
         })  # fmt: skip
     return rows
 
@@ -75,7 +77,7 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
     """The results table: ID and OOD success (%) with Wilson 95% intervals and more."""
     head = (
         "| env | method | ID success % [95% CI] | OOD success % [95% CI] | ID score | OOD score "
-        "| invalid % | steps | tokens | n (ID/OOD) |\n|---|---|---|---|---|---|---|---|---|---|"
+        "| invalid % | steps | tokens | n (ID/OOD) | wall s |\n|---|---|---|---|---|---|---|---|---|---|---|"
     )
     lines = [head]
     for r in rows:
@@ -89,9 +91,9 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
         lines.append(
             f"| {r['env'].removeprefix('EarlyExp/')} | {name} | {_pct(i)} | {_pct(o)} "
             f"| {i['score']:.3f} | {o['score']:.3f} | {100 * invalid:.1f} | {steps:.1f} "
-            f"| {tokens:.0f} | {i['n']}/{o['n']} |"
+            f"| {tokens:.0f} | {i['n']}/{o['n']} | {r.get('seconds', 0):.0f} |"
             if i and o
-            else f"| {r['env'].removeprefix('EarlyExp/')} | {name} | {_pct(i)} | {_pct(o)} | - | - | - | - | - | - |"
+            else f"| {r['env'].removeprefix('EarlyExp/')} | {name} | {_pct(i)} | {_pct(o)} | - | - | - | - | - | - | - |"
         )
     return "\n".join(lines)
 
@@ -135,9 +137,15 @@ def write_report(out: Path, cells: list[dict], cfg: Any) -> str:
     results = {"config": asdict(cfg), "summary": rows, "cells": cells}
     (out / "results.json").write_text(json.dumps(results, indent=1))
     note = "" if plotted else "\n\n(plots skipped: install the `report` extra for matplotlib)"
+    wall = sum(float(c.get("seconds", 0.0)) for c in cells)
+    cpu = sum(float(c.get("cpu_seconds", 0.0)) for c in cells)
     (out / "table.md").write_text(
         f"# earlyexp bench: profile {cfg.profile}\n\n"
         "Success = the env's success flag; ID = the `test` panel, OOD = the `ood` panel; "
-        "intervals are Wilson 95%.\n\n" + table + note + "\n"
+        "intervals are Wilson 95%. `wall s`: seconds the row's cells took.\n\n"
+        + table
+        + f"\n\nCells: {wall / 60:.1f} min wall, {cpu / 60:.1f} min CPU of the bench process."
+        + note
+        + "\n"
     )
     return table
