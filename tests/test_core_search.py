@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from earlyexp.envs.core.search import BM25Index, query_terms
+from earlyexp.envs.core.search import BM25Index, english_analyzer, query_terms
 
 DOCS = ["gluten free party mix", "İstanbul travel guide", "ai b", "red shoes, size 9", "中文 书"]
 
@@ -42,3 +42,20 @@ def test_every_query_term_is_one_token_so_any_text_is_a_valid_query(index):
         cps = rng.integers(32, sys.maxunicode, size=int(rng.integers(1, 30)))
         text = "".join(chr(c) for c in cps if not 0xD800 <= c < 0xE000)
         index.search(text, 5)  # never raises
+
+
+def test_stopword_analyzer_drops_lucene_stopwords_at_index_and_query_time(tmp_path):
+    docs = ["the party mix", "party mix", "a bag of it"]
+    built = BM25Index.build(
+        ((i, {"text": t}) for i, t in enumerate(docs)), path=tmp_path, stopwords=True
+    )
+    hits = dict(built.search("party", 5))
+    assert hits[0] == pytest.approx(hits[1])  # "the" is not indexed: same length, same score
+    assert built.search("the", 5) == [] and built.search("of it", 5) == []
+    assert built.search("bags", 5)[0][0] == 2  # stemming kept
+    reopened = BM25Index.open(tmp_path)  # the analyzer is re-registered on open
+    assert reopened.stopwords and reopened.search("the mixes", 5) == built.search("mix", 5)
+    assert reopened.search("The, of IT!", 5) == []
+    assert english_analyzer().analyze("The Bags of it") == ["bag"]
+    plain = BM25Index.build((i, {"text": t}) for i, t in enumerate(docs))
+    assert plain.search("the", 5)[0][0] == 0

@@ -8,10 +8,18 @@ Index layout: postings keep term frequencies but no positions (BM25 never reads 
 queries are bags of terms, never phrases: half the index size), and the whole index is one
 segment (the writer's heap budget is large enough not to flush mid-build), so block-max
 pruning runs once over the whole index instead of restarting its top-k threshold per segment.
+
+Analyzers: ``en_stem`` (tantivy's: split on non-alphanumerics, drop tokens over 40 bytes,
+lower-case, English Snowball stemmer) or, with ``stopwords=True``, ``en_stem_stop``: the same
+plus Lucene's English stopword list removed before stemming, at index and query time, as
+Lucene's ``EnglishAnalyzer`` (the original WebShop's pyserini index) does. The analyzer is
+chosen at build time and recorded in the index's schema, so :meth:`BM25Index.open` needs no
+argument for it.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -20,6 +28,12 @@ import tantivy
 
 _TERM = re.compile(r"[^\W_]+", re.UNICODE)
 MAX_QUERY_TERMS = 64
+ENGLISH_STOPWORDS = frozenset(
+    "a an and are as at be but by for if in into is it no not of on or such that the their then "
+    "there these they this to was will with".split()
+)
+"""Lucene's English stopwords (``EnglishAnalyzer.ENGLISH_STOP_WORDS_SET``)."""
+STOP_ANALYZER = "en_stem_stop"
 HEAP_BYTES = 1_000_000_000
 """The writer's memory budget: a segment is flushed when it is full (200 MB held 654k WebShop
 products of ~80 words), so this keeps the 2M-product maximum in one segment; memory is taken
@@ -36,6 +50,24 @@ def query_terms(text: str) -> list[str]:
     return _TERM.findall(text.lower())[:MAX_QUERY_TERMS]
 
 
+def english_analyzer() -> tantivy.TextAnalyzer:
+    """``en_stem`` with Lucene's English stopwords removed before stemming."""
+    return (
+        tantivy.TextAnalyzerBuilder(tantivy.Tokenizer.simple())
+        .filter(tantivy.Filter.remove_long(40))
+        .filter(tantivy.Filter.lowercase())
+        .filter(tantivy.Filter.custom_stopword(sorted(ENGLISH_STOPWORDS)))
+        .filter(tantivy.Filter.stemmer("english"))
+        .build()
+    )
+
+
+def _register(index: tantivy.Index) -> tantivy.Index:
+    """Register the custom analyzer (needed by writers and query parsers of every index)."""
+    index.register_tokenizer(STOP_ANALYZER, english_analyzer())
+    return index
+
+
 class BM25Index:
     """A BM25 index over documents with an integer id and one or more text fields.
 
@@ -43,17 +75,21 @@ class BM25Index:
     reopened with :meth:`open` without re-indexing).
     """
 
-    def __init__(self, index: tantivy.Index, fields: tuple[str, ...]) -> None:
-        self._index = index
+    def __init__(
+        self, index: tantivy.Index, fields: tuple[str, ...], stopwords: bool = False
+    ) -> None:
+        self._index = _register(index)
         self.fields = fields
+        self.stopwords = stopwords
         self._searcher = index.searcher()
 
     @staticmethod
-    def _schema(fields: tuple[str, ...]) -> tantivy.Schema:
+    def _schema(fields: tuple[str, ...], stopwords: bool) -> tantivy.Schema:
         sb = tantivy.SchemaBuilder()
         sb.add_integer_field("id", stored=True, indexed=True, fast=True)
+        analyzer = STOP_ANALYZER if stopwords else "en_stem"
         for f in fields:
-            sb.add_text_field(f, stored=False, tokenizer_name="en_stem", index_option="freq")
+            sb.add_text_field(f, stored=False, tokenizer_name=analyzer, index_option="freq")
         return sb.build()
 
     @classmethod
@@ -63,20 +99,22 @@ class BM25Index:
         fields: tuple[str, ...] = ("text",),
         path: Path | None = None,
         heap_bytes: int = HEAP_BYTES,
+        stopwords: bool = False,
     ) -> BM25Index:
         """Index ``(id, {field: text})`` pairs; write to ``path`` when given.
 
         Documents are numbered in the order given (one writer thread), so tantivy's own ties
         follow that order; ``heap_bytes`` bounds the writer's memory (a smaller budget flushes
-        more, smaller segments: same results, slower queries).
+        more, smaller segments: same results, slower queries); ``stopwords`` picks the
+        ``en_stem_stop`` analyzer (see the module docstring).
         """
-        schema = cls._schema(fields)
+        schema = cls._schema(fields, stopwords)
         if path is not None:
             Path(path).mkdir(parents=True, exist_ok=True)
             index = tantivy.Index(schema, path=str(path))
         else:
             index = tantivy.Index(schema)
-        writer = index.writer(heap_size=heap_bytes, num_threads=1)
+        writer = _register(index).writer(heap_size=heap_bytes, num_threads=1)
         for doc_id, doc in docs:
             writer.add_document(
                 tantivy.Document(id=int(doc_id), **{f: doc.get(f, "") for f in fields})
@@ -84,18 +122,24 @@ class BM25Index:
         writer.commit()
         writer.wait_merging_threads()
         index.reload()
-        return cls(index, fields)
+        return cls(index, fields, stopwords)
 
     @classmethod
     def open(cls, path: Path, fields: tuple[str, ...] = ("text",)) -> BM25Index:
-        """Open an index written by :meth:`build` with ``path``."""
+        """Open an index written by :meth:`build` with ``path`` (with its analyzer)."""
         if not tantivy.Index.exists(str(path)):
             raise ValueError(f"Expect a tantivy index at {path}, actually: none there")
-        return cls(tantivy.Index.open(str(path)), fields)
+        meta = json.loads((Path(path) / "meta.json").read_text())
+        analyzers = {
+            f["options"]["indexing"]["tokenizer"] for f in meta["schema"] if f["name"] in fields
+        }
+        return cls(tantivy.Index.open(str(path)), fields, analyzers == {STOP_ANALYZER})
 
     def search(self, query: str, k: int = 50) -> list[tuple[int, float]]:
         """Return up to ``k`` ``(doc id, score)`` pairs, best first; [] for an empty query."""
         terms = query_terms(query)
+        if self.stopwords:  # the analyzer would drop them: a query of stopwords only is empty
+            terms = [t for t in terms if t not in ENGLISH_STOPWORDS]
         if not terms or k <= 0:
             return []
         parsed = self._index.parse_query(" ".join(terms), list(self.fields))

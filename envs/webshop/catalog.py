@@ -8,7 +8,8 @@ On-disk form (a folder under the cache dir, written atomically: temp dir + renam
   1M products, read whole).
 - ``titles.bin`` + ``title_offsets.npy``: every title as UTF-8 in one blob, memory-mapped.
 - ``index/``: the tantivy BM25 index over title, description, features and option text
-  (one field, one segment, term frequencies without positions: 58 MB at 1M products).
+  (one field, one segment, term frequencies without positions, English stopwords removed
+  and the rest stemmed, as Lucene's ``EnglishAnalyzer``: 66 MB at 1M products).
 
 Descriptions, features, reviews, options and attributes are not stored: a product is a pure
 function of ``(seed, index)`` (:mod:`earlyexp.envs.webshop.products`) and is regenerated on
@@ -30,12 +31,13 @@ from pathlib import Path
 
 import numpy as np
 
-from earlyexp.envs.core.search import BM25Index, query_terms
+from earlyexp.envs.core.search import ENGLISH_STOPWORDS, BM25Index, query_terms
 from earlyexp.envs.webshop.products import Product, asin, generate_product, price_text
 from earlyexp.envs.webshop.vocab import Vocab, load_vocab
 
-FORMAT_VERSION = 2
-"""Bump when the on-disk form changes (2: one-segment index without positions)."""
+FORMAT_VERSION = 3
+"""Bump when the on-disk form changes (2: one-segment index without positions; 3: English
+stopwords removed at index time too)."""
 SIZES = (1_000, 10_000, 100_000, 1_000_000)
 MIN_SIZE = 1_000
 MAX_SIZE = 2_000_000
@@ -43,16 +45,14 @@ TOP_K = 50
 FIELDS = ("text",)
 
 
-STOPWORDS = frozenset(
-    "a an and are as at be but by for if in into is it no not of on or such that the their then "
-    "there these they this to was will with".split()
-)
-"""Lucene's English stopwords (dropped from queries, as the original's analyzer did)."""
-
-
 def search_terms(query: str) -> str:
-    """The words of ``query`` the index is asked for: distinct, lower-cased, no stopwords."""
-    return " ".join(dict.fromkeys(t for t in query_terms(query) if t not in STOPWORDS))
+    """The words of ``query`` the index is asked for: distinct, lower-cased, no stopwords.
+
+    Lucene's English stopwords are neither indexed nor searched, as in the original's
+    pyserini (Lucene ``EnglishAnalyzer``) index; dropping them here too keeps the per-query
+    cache key free of them.
+    """
+    return " ".join(dict.fromkeys(t for t in query_terms(query) if t not in ENGLISH_STOPWORDS))
 
 
 def cache_root() -> Path:
@@ -147,7 +147,8 @@ def build_catalog(size: int, seed: int, folder: Path, progress: bool = False) ->
     try:
         start = time.perf_counter()
         cols = _Columns(size, tmp)
-        BM25Index.build(_documents(vocab, size, seed, cols, progress), FIELDS, path=tmp / "index")
+        docs = _documents(vocab, size, seed, cols, progress)
+        BM25Index.build(docs, FIELDS, path=tmp / "index", stopwords=True)
         cols.save()
         meta = {"format": FORMAT_VERSION, "size": size, "seed": seed, "vocab": vocab.digest,
                 "build_seconds": round(time.perf_counter() - start, 3)}  # fmt: skip

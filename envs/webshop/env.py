@@ -55,7 +55,9 @@ class WebShopEnv(TextEnv[Goal]):
     and price lower than 40.00 dollars"), searches a catalog of generated products (1k to 1M,
     10k by default; built once and cached under ``$EARLYEXP_CACHE`` or ``~/.cache/earlyexp``),
     pages through results, opens products, chooses options and buys one. Pages: search,
-    results (top 50 BM25 hits over title, description, features and option text, 10 a page),
+    results (top 50 BM25 hits over title, description, features and option text, with
+    Lucene's English stopwords dropped and words stemmed as in the original's pyserini index;
+    10 a page),
     item (options, ``Description``, ``Features``, ``Reviews``, ``Buy Now``, ``< Prev``,
     ``Back to Search``), the three sub-pages, and the done page.
 

@@ -19,6 +19,8 @@ _ASIN_SHIFT = 1_234_567_890_123
 _ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 _PAIRS = [x + y for x in _ALPHABET for y in _ALPHABET]  # base-36 digit pairs
 RANGE_PRICE_SHARE = 0.25
+MODEL_LETTERS = "ABCDEFGHJKLMNPRSTVWXZ"
+MODEL_IN_TITLE = 0.6
 
 
 @dataclass(frozen=True)
@@ -96,10 +98,16 @@ def _fill(template: str, slots: dict[str, str]) -> str:
     return template.format(**slots)
 
 
-def _texts(rng: random.Random, vocab: Vocab, slots: dict[str, str], attrs: list[str]):
+def _model(rng: random.Random) -> str:
+    """A model code such as ``KX240`` (one search token, rare across the catalog)."""
+    return rng.choice(MODEL_LETTERS) + rng.choice(MODEL_LETTERS) + str(rng.randint(100, 999))
+
+
+def _texts(rng: random.Random, vocab: Vocab, slots: dict[str, str], attrs: list[str], top: str):
     """Description, features and which attributes the text mentions."""
     d, f = vocab.text["descriptions"], vocab.text["features"]
     sentences = [_fill(rng.choice(d["opening"]), slots)]
+    sentences += rng.sample(d["category"][top], rng.randint(1, 2))
     bullets = []
     for attr in attrs:
         where = rng.random()
@@ -125,15 +133,16 @@ def _reviews(rng: random.Random, vocab: Vocab, slots: dict[str, str]):
 
 
 def _title(
-    rng: random.Random, brand: str, line: str, adj: str, attrs: list[str], t: ProductType
+    rng: random.Random, vocab: Vocab, slots: dict[str, str], attrs: list[str], t: ProductType
 ) -> str:
     shown = [a for a in attrs if rng.random() < 0.35]
-    head = " ".join([brand, line, adj.title(), *(a.title() for a in shown), t.name.title()])
-    return (
-        head
-        if rng.random() < 0.5
-        else f"{head}, {rng.choice(('Gift Idea', 'Value Pack', 'New Edition', 'Best Seller'))}"
-    )
+    name = [slots["brand"], slots["line"]]
+    if rng.random() < MODEL_IN_TITLE:
+        name.append(slots["model"])
+    head = " ".join([*name, slots["adj"].title(), *(a.title() for a in shown), t.name.title()])
+    if rng.random() < 0.5:
+        return head
+    return f"{head}, {rng.choice(vocab.text['title_suffixes'])}"
 
 
 def generate_product(vocab: Vocab, seed: int, index: int) -> Product:
@@ -149,8 +158,9 @@ def generate_product(vocab: Vocab, seed: int, index: int) -> Product:
         picked = set(rng.sample(range(len(pool.values)), rng.randint(2, min(5, len(pool.values)))))
         options.append((pool.name, tuple(v for i, v in enumerate(pool.values) if i in picked)))
     low, high, paid = _price(rng, t)
-    slots = {"brand": brand, "line": line, "adj": adj, "ADJ": adj.upper(), "type": t.name}
-    description, features = _texts(rng, vocab, slots, attrs)
+    slots = {"brand": brand, "line": line, "model": _model(rng), "type": t.name}
+    slots |= {"adj": adj, "ADJ": adj.upper()}
+    description, features = _texts(rng, vocab, slots, attrs, t.top)
     reviews = _reviews(rng, vocab, slots)
     return Product(
         index=index,
@@ -158,7 +168,7 @@ def generate_product(vocab: Vocab, seed: int, index: int) -> Product:
         type_id=t.id,
         category=t.category(vocab),
         brand=brand,
-        title=_title(rng, brand, line, adj, attrs, t),
+        title=_title(rng, vocab, slots, attrs, t),
         description=description,
         features=features,
         reviews=reviews,

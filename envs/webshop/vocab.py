@@ -3,8 +3,10 @@
 The vocabulary holds the category tree (WebShop's five top categories plus two held out for
 OOD), product types (each entry names a type and its variants, e.g. ``party mix`` and
 ``trail mix``: same sub-category, options and price range, distinct types), attribute and
-option pools, brands, text templates for titles, descriptions, features and reviews, and the
-instruction phrasing templates.
+option pools, brands, product lines, text templates for titles, descriptions (shared and per
+top category), features and reviews, and the instruction phrasing templates. The fixed words
+of the text templates share no stem with any attribute, option value or type name, so goal
+queries match what a product is, not the shop's boilerplate.
 """
 
 from __future__ import annotations
@@ -117,6 +119,7 @@ def _parse(raw: dict[str, Any], digest: str) -> Vocab:
             "descriptions": raw["descriptions"],
             "features": raw["features"],
             "reviews": raw["reviews"],
+            "title_suffixes": tuple(raw["title_suffixes"]),
         },
         templates={k: tuple(v) for k, v in raw["templates"].items()},
         nouns=_nouns(raw),

@@ -2,10 +2,12 @@ from __future__ import annotations
 
 import json
 import multiprocessing as mp
+import re
 
 import numpy as np
 import pytest
 
+from earlyexp.envs.core.search import english_analyzer
 from earlyexp.envs.webshop import catalog as catalog_mod
 from earlyexp.envs.webshop.catalog import Catalog, build_catalog, catalog_dir, load_catalog
 from earlyexp.envs.webshop.products import asin, generate_product
@@ -41,6 +43,26 @@ def test_products_are_well_formed(cat):
         labels = [v.lower() for _, values in p.options for v in values]
         assert len(labels) == len(set(labels)), "option values must be unique labels on a page"
         assert all(1 <= stars <= 5 for stars, _ in p.reviews)
+
+
+def test_template_text_shares_no_stem_with_goal_words():
+    """Shop boilerplate never matches a goal's attribute, option or type words (nor, as a
+    substring, an attribute: the reward finds attributes in the text), so a goal query
+    matches what a product is, not the sentences every product shares."""
+    vocab, analyze = load_vocab(), english_analyzer().analyze
+    goal_words = [a for attrs in vocab.attributes.values() for a in attrs]
+    goal_words += [v for pool in vocab.option_pools.values() for v in pool.values]
+    goal_words += [t.name for t in vocab.types]
+    stems = {s for w in goal_words for s in analyze(w)}
+    d, f = vocab.text["descriptions"], vocab.text["features"]
+    fixed = [*d["opening"], *d["attribute"], *d["closing"], *f["attribute"], *f["generic"]]
+    fixed += [s for sentences in d["category"].values() for s in sentences]
+    fixed += [*vocab.text["title_suffixes"], *vocab.lines]
+    attributes = {a for attrs in vocab.attributes.values() for a in attrs}
+    for template in fixed:
+        text = re.sub(r"\{\w+\}", " ", template)
+        assert not set(analyze(text)) & stems, template
+        assert not [a for a in attributes if a in text.lower()], template
 
 
 def test_catalog_covers_the_five_webshop_categories_and_held_out_ones(cat):
