@@ -1,8 +1,9 @@
 """The *tiny* preset: a small Llama-architecture model and a BPE tokenizer trained locally.
 
 Nothing is downloaded. The tokenizer is trained with ``tokenizers`` on the suite's own text:
-the prompts, observations and actions of expert and random episodes of every registered env
-(or the ``envs`` given), as rendered by :mod:`earlyexp.agents.prompting`. The model is a
+the prompts, observations and actions of expert and random episodes of the ``train`` stream of
+every registered env (or the ``envs`` given), as rendered by :mod:`earlyexp.agents.prompting`;
+the ``test`` and ``ood`` panels are never read, so held-out words stay unseen. The model is a
 ``transformers`` ``LlamaForCausalLM`` built from a config with random weights. Both are saved
 with ``save_pretrained``, so the folder loads with ``AutoModelForCausalLM.from_pretrained`` /
 ``AutoTokenizer.from_pretrained`` like any checkpoint.
@@ -39,7 +40,7 @@ from earlyexp.agents.prompting import (
     user_message,
 )
 
-CORPUS_VERSION = 1
+CORPUS_VERSION = 2
 SPECIAL_TOKENS = ["<|pad|>", "<|end|>", "<|system|>", "<|user|>", "<|assistant|>"]
 CHAT_TEMPLATE = (
     "{% for m in messages %}<|{{ m['role'] }}|>\n{{ m['content'] }}<|end|>{% endfor %}"
@@ -59,7 +60,7 @@ class TinySpec:
         num_heads: attention heads (hidden_size must divide by it).
         max_positions: longest context in tokens.
         envs: env ids whose text trains the tokenizer (empty: every registered id).
-        episodes: episodes per env and split (train, test, ood) in the corpus.
+        episodes: train-stream episodes per env in the corpus.
         seed: seeds the corpus episodes and the weight initialization.
     """
 
@@ -69,7 +70,7 @@ class TinySpec:
     num_heads: int = 2
     max_positions: int = 4096
     envs: tuple[str, ...] = field(default_factory=tuple)
-    episodes: int = 8
+    episodes: int = 24
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -94,7 +95,7 @@ PRESETS: dict[str, TinySpec] = {
         num_layers=2,
         num_heads=2,
         envs=("EarlyExp/FrozenLake-v0", "EarlyExp/Sokoban-v0"),
-        episodes=4,
+        episodes=12,
     ),
 }
 """Named specs: ``tiny`` (the bench default) and ``test`` (the unit tests' model)."""
@@ -210,7 +211,7 @@ def train_tokenizer(texts: Iterator[str] | Sequence[str], vocab_size: int):
 
 
 def corpus(env_ids: Sequence[str], episodes: int, seed: int) -> Iterator[str]:
-    """Yield the prompt texts of expert and random episodes of ``env_ids`` on every split.
+    """Yield the prompt texts of expert and random episodes of ``env_ids``' train stream.
 
     Half of the actions are the expert's and half random available actions, so the corpus
     holds the pages an agent sees, its replies and the env's error messages.
@@ -225,12 +226,10 @@ def corpus(env_ids: Sequence[str], episodes: int, seed: int) -> Iterator[str]:
         env = gym.make(env_id)
         rng = np.random.default_rng(seed)
         try:
-            for split in ("train", "test", "ood"):
-                for ep in range(episodes):
-                    task = None if split == "train" else ep
-                    obs, info = env.reset(seed=seed + ep, options={"split": split, "task": task})
-                    yield system_prompt(env, info)
-                    yield from _episode_text(env, obs, info, rng, config)
+            for ep in range(episodes):
+                obs, info = env.reset(seed=seed + ep, options={"split": "train"})
+                yield system_prompt(env, info)
+                yield from _episode_text(env, obs, info, rng, config)
         finally:
             env.close()
 

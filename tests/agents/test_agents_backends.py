@@ -47,6 +47,22 @@ def test_tiny_checkpoint_is_cached_and_atomic(tiny_path):
     assert checkpoint_dir(PRESETS["test"], "test").name == tiny_path.name
 
 
+def test_tokenizer_corpus_reads_the_train_stream_only(monkeypatch):
+    from earlyexp.agents.backends.tiny import corpus
+    from earlyexp.envs.core.base import TextEnv
+
+    splits = []
+    reset = TextEnv.reset
+
+    def spy(self, *, seed=None, options=None):
+        splits.append((options or {}).get("split", "train"))
+        return reset(self, seed=seed, options=options)
+
+    monkeypatch.setattr(TextEnv, "reset", spy)
+    texts = list(corpus(["EarlyExp/FrozenLake-v0", "EarlyExp/Sokoban-v0"], 3, 0))
+    assert len(texts) > 6 and splits == ["train"] * 6  # never a test or ood panel task
+
+
 def test_hf_backend_returns_sampled_ids_and_their_logprobs(policy):
     sampling = SamplingParams(max_new_tokens=12, temperature=1.0, seed=3)
     outs = policy.complete([Prompt(MESSAGES), Prompt(SHORT)], sampling)
