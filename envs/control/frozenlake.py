@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
 
-from earlyexp.envs.control.grid import MOVE_NAMES, MOVES, GridEnv, bfs_plan
+from earlyexp.envs.control.grid import MOVE_NAMES, MOVES, GridEnv
 from earlyexp.envs.core.actions import ParseError
 from earlyexp.envs.core.base import Evaluation, Outcome
 from earlyexp.envs.core.types import RubricItem
@@ -50,18 +51,53 @@ class FrozenLakeTask:
         return asdict(self)
 
 
-def _neighbors(task: FrozenLakeTask, pos: tuple[int, int]):
-    n = task.size
-    for name, (dr, dc) in MOVES.items():
-        r, c = pos[0] + dr, pos[1] + dc
-        if 0 <= r < n and 0 <= c < n and task.rows[r][c] != "H":
-            yield name, (r, c)
+@lru_cache(maxsize=4096)
+def goal_distances(rows: tuple[str, ...]) -> tuple[int, ...]:
+    """Moves from each cell (``r * n + c``) to the goal over hole-free cells; -1: no way.
+
+    One breadth-first search from the goal: moves are reversible between cells that are not
+    holes, so this is every cell's shortest-path length at once.
+    """
+    n = len(rows)
+    flat = "".join(rows)
+    goal = flat.index("G")
+    dist = [-1] * (n * n)
+    dist[goal] = 0
+    frontier = [goal]
+    while frontier:
+        layer, frontier = frontier, []
+        for cell in layer:
+            for nxt in _steps(cell, n):
+                if dist[nxt] < 0 and flat[nxt] != "H":
+                    dist[nxt] = dist[cell] + 1
+                    frontier.append(nxt)
+    return tuple(dist)
 
 
-def shortest_path(task: FrozenLakeTask, start: tuple[int, int]) -> list[str] | None:
-    """Return a shortest hole-free list of moves from ``start`` to the goal, or None."""
-    goal = task.find("G")
-    return bfs_plan(start, lambda p: _neighbors(task, p), lambda p: p == goal)
+def _steps(cell: int, n: int) -> list[int]:
+    """The cells one move away from ``cell`` inside the grid, in ``MOVES`` order."""
+    r, c = divmod(cell, n)
+    return [
+        (r + dr) * n + c + dc for dr, dc in MOVES.values() if 0 <= r + dr < n and 0 <= c + dc < n
+    ]
+
+
+def next_move(task: FrozenLakeTask, pos: tuple[int, int]) -> str | None:
+    """First move of a shortest hole-free path from ``pos`` to the goal (None: at the goal or no path).
+
+    Of equally short paths, the one whose first move comes first in ``MOVES`` order: the path
+    a breadth-first search from ``pos`` that tries moves in that order returns.
+    """
+    n, dist = task.size, goal_distances(task.rows)
+    r, c = pos
+    if dist[r * n + c] == 0:
+        return None
+    options = [  # (moves left after this one, move) for moves onto a cell with a way on
+        (dist[(r + dr) * n + c + dc], name)
+        for name, (dr, dc) in MOVES.items()
+        if 0 <= r + dr < n and 0 <= c + dc < n and dist[(r + dr) * n + c + dc] >= 0
+    ]
+    return min(options, key=lambda o: o[0])[1] if options else None
 
 
 def generate_task(rng: np.random.Generator, split: str) -> FrozenLakeTask:
@@ -77,10 +113,9 @@ def generate_task(rng: np.random.Generator, split: str) -> FrozenLakeTask:
         goal += goal >= start  # distinct from start
         cells[start], cells[goal] = "S", "G"
         rows = tuple("".join(cells[r * n : (r + 1) * n]) for r in range(n))
-        probe = FrozenLakeTask(rows, budget, 0)
-        plan = shortest_path(probe, divmod(start, n))
-        if plan is not None and len(plan) <= budget:
-            return FrozenLakeTask(rows, budget, len(plan))
+        optimal = goal_distances(rows)[start]
+        if 0 <= optimal <= budget:
+            return FrozenLakeTask(rows, budget, optimal)
 
 
 class FrozenLakeEnv(GridEnv[FrozenLakeTask]):
@@ -186,8 +221,7 @@ class FrozenLakeEnv(GridEnv[FrozenLakeTask]):
     def expert_action(self) -> str:
         """First move of a shortest hole-free path to the goal (``Up`` when none exists)."""
         assert self.task is not None
-        plan = shortest_path(self.task, self.state[0])
-        return plan[0] if plan else MOVE_NAMES[0]
+        return next_move(self.task, self.state[0]) or MOVE_NAMES[0]
 
     def grid_channels(self) -> np.ndarray:
         """One-hot planes (agent, goal, hole, frozen) of shape (4, n, n), for numeric views."""
