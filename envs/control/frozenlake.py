@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from functools import lru_cache
+from functools import cache, lru_cache
 from typing import Any
 
 import numpy as np
@@ -58,8 +58,8 @@ def goal_distances(rows: tuple[str, ...]) -> tuple[int, ...]:
     One breadth-first search from the goal: moves are reversible between cells that are not
     holes, so this is every cell's shortest-path length at once.
     """
-    n = len(rows)
-    flat = "".join(rows)
+    n, flat = len(rows), "".join(rows)
+    around = _around(n)
     goal = flat.index("G")
     dist = [-1] * (n * n)
     dist[goal] = 0
@@ -67,19 +67,25 @@ def goal_distances(rows: tuple[str, ...]) -> tuple[int, ...]:
     while frontier:
         layer, frontier = frontier, []
         for cell in layer:
-            for nxt in _steps(cell, n):
+            for nxt in around[cell]:
                 if dist[nxt] < 0 and flat[nxt] != "H":
                     dist[nxt] = dist[cell] + 1
                     frontier.append(nxt)
     return tuple(dist)
 
 
-def _steps(cell: int, n: int) -> list[int]:
-    """The cells one move away from ``cell`` inside the grid, in ``MOVES`` order."""
-    r, c = divmod(cell, n)
-    return [
-        (r + dr) * n + c + dc for dr, dc in MOVES.values() if 0 <= r + dr < n and 0 <= c + dc < n
-    ]
+@cache
+def _around(n: int) -> tuple[tuple[int, ...], ...]:
+    """For each cell of an ``n`` x ``n`` grid, the cells one move away inside the grid."""
+    return tuple(
+        tuple(
+            (r + dr) * n + c + dc
+            for dr, dc in MOVES.values()
+            if 0 <= r + dr < n and 0 <= c + dc < n
+        )
+        for r in range(n)
+        for c in range(n)
+    )
 
 
 def next_move(task: FrozenLakeTask, pos: tuple[int, int]) -> str | None:

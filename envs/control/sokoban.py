@@ -29,6 +29,7 @@ ID_BUDGET, OOD_BUDGET = 8, 20
 
 State = tuple[int, tuple[int, ...]]  # (player cell, sorted box cells); cell = r * n + c
 _WALL_BITS = str.maketrans("#.", "10")
+_ROOM_BYTES = bytes.maketrans(b"\x00\x01", b".#")  # numpy bools -> floor, wall
 _FLOOR_PLAN = {name: str.maketrans({"#": s["#"], ".": s["."]}) for name, s in SYMBOLS.items()}
 
 
@@ -172,10 +173,10 @@ def _unwind(parent: dict[int, tuple[int, int] | None], state: int) -> list[str]:
 
 def _room(rng: np.random.Generator, n: int) -> tuple[str, ...]:
     """Rows of an ``n`` x ``n`` room: border walls, each inner cell a wall with p = 0.12."""
-    inner = (rng.random((n, n)) < 0.12).tolist()
-    edge = "#" * n
-    middle = ("#" + "".join(["#" if w else "." for w in row[1:-1]]) + "#" for row in inner[1:-1])
-    return (edge, *middle, edge)
+    wall = rng.random((n, n)) < 0.12
+    wall[0] = wall[-1] = wall[:, 0] = wall[:, -1] = True
+    flat = wall.tobytes().translate(_ROOM_BYTES).decode()
+    return tuple([flat[i : i + n] for i in range(0, n * n, n)])
 
 
 def _reverse_play(
