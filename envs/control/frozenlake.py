@@ -67,7 +67,7 @@ def goal_distances(rows: tuple[str, ...]) -> tuple[int, ...]:
     while frontier:
         layer, frontier = frontier, []
         for cell in layer:
-            for nxt in around[cell]:
+            for _, nxt in around[cell]:
                 if dist[nxt] < 0 and flat[nxt] != "H":
                     dist[nxt] = dist[cell] + 1
                     frontier.append(nxt)
@@ -75,12 +75,12 @@ def goal_distances(rows: tuple[str, ...]) -> tuple[int, ...]:
 
 
 @cache
-def _around(n: int) -> tuple[tuple[int, ...], ...]:
-    """For each cell of an ``n`` x ``n`` grid, the cells one move away inside the grid."""
+def _around(n: int) -> tuple[tuple[tuple[str, int], ...], ...]:
+    """For each cell of an ``n`` x ``n`` grid, ``(move, cell)`` of the moves that stay inside."""
     return tuple(
         tuple(
-            (r + dr) * n + c + dc
-            for dr, dc in MOVES.values()
+            (name, (r + dr) * n + c + dc)
+            for name, (dr, dc) in MOVES.items()
             if 0 <= r + dr < n and 0 <= c + dc < n
         )
         for r in range(n)
@@ -95,14 +95,11 @@ def next_move(task: FrozenLakeTask, pos: tuple[int, int]) -> str | None:
     a breadth-first search from ``pos`` that tries moves in that order returns.
     """
     n, dist = task.size, goal_distances(task.rows)
-    r, c = pos
-    if dist[r * n + c] == 0:
+    cell = pos[0] * n + pos[1]
+    if dist[cell] == 0:
         return None
-    options = [  # (moves left after this one, move) for moves onto a cell with a way on
-        (dist[(r + dr) * n + c + dc], name)
-        for name, (dr, dc) in MOVES.items()
-        if 0 <= r + dr < n and 0 <= c + dc < n and dist[(r + dr) * n + c + dc] >= 0
-    ]
+    # onto cells with a way on (holes have none); min() keeps the first of equals
+    options = [(dist[nxt], name) for name, nxt in _around(n)[cell] if dist[nxt] >= 0]
     return min(options, key=lambda o: o[0])[1] if options else None
 
 

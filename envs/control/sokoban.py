@@ -86,7 +86,7 @@ def cell_mask(cells: tuple[int, ...]) -> int:
 def _room_masks(walls: tuple[str, ...]) -> tuple[int, int]:
     """Masks of a room's walls and corners (floor with a wall above/below and left/right)."""
     n = len(walls)
-    w = int("".join(walls)[::-1].translate(_WALL_BITS), 2)
+    w = int("".join(walls)[::-1].translate(_WALL_BITS), 2)  # reversed: cell c is bit c
     inner = (1 << (n * n - n)) - (1 << n)  # cells n .. n*n-n-1
     return w, (w << n | w >> n) & (w << 1 | w >> 1) & inner & ~w
 
@@ -222,7 +222,7 @@ def _place(
     """Put ``k`` boxes on goals and the player beside one, pull backwards, verify by BFS."""
     n = len(walls)
     wall_mask, corners = _room_masks(walls)
-    # one draw: the same number as size=1 (numpy fills both alike), 3 us cheaper
+    # k == 1: a scalar draw is the same number as size=1 (numpy fills both alike), 3 us cheaper
     drawn = rng.integers(len(floor), size=k).tolist() if k > 1 else [int(rng.integers(len(floor)))]
     goals = tuple(sorted({floor[i] for i in drawn}))
     g = goals[0]  # the free floor around it: not a wall, not a goal
@@ -235,7 +235,8 @@ def _place(
     if boxes == goals:
         return None
     goal_mask = cell_mask(goals)
-    plan = _search(n, wall_mask, corners & ~goal_mask, goal_mask, (player, boxes), budget)
+    dead = corners & ~goal_mask  # as SokobanTask.dead_mask, without building a task per try
+    plan = _search(n, wall_mask, dead, goal_mask, (player, boxes), budget)
     if not plan:
         return None
     return SokobanTask(walls, goals, boxes, player, budget, len(plan), tuple(plan))
