@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from functools import cache, lru_cache
 from typing import Any
 
 import numpy as np
 
-from earlyexp.envs.control.grid import MOVE_NAMES, MOVES, GridEnv, bfs_plan
+from earlyexp.envs.control.grid import MOVE_NAMES, MOVES, GridEnv
 from earlyexp.envs.core.actions import ParseError
 from earlyexp.envs.core.base import Evaluation, Outcome
 from earlyexp.envs.core.types import RubricItem
@@ -50,18 +51,56 @@ class FrozenLakeTask:
         return asdict(self)
 
 
-def _neighbors(task: FrozenLakeTask, pos: tuple[int, int]):
-    n = task.size
-    for name, (dr, dc) in MOVES.items():
-        r, c = pos[0] + dr, pos[1] + dc
-        if 0 <= r < n and 0 <= c < n and task.rows[r][c] != "H":
-            yield name, (r, c)
+@lru_cache(maxsize=4096)
+def goal_distances(rows: tuple[str, ...]) -> tuple[int, ...]:
+    """Moves from each cell (``r * n + c``) to the goal over hole-free cells; -1: no way.
+
+    One breadth-first search from the goal: moves are reversible between cells that are not
+    holes, so this is every cell's shortest-path length at once.
+    """
+    n, flat = len(rows), "".join(rows)
+    around = _around(n)
+    goal = flat.index("G")
+    dist = [-1] * (n * n)
+    dist[goal] = 0
+    frontier = [goal]
+    while frontier:
+        layer, frontier = frontier, []
+        for cell in layer:
+            for _, nxt in around[cell]:
+                if dist[nxt] < 0 and flat[nxt] != "H":
+                    dist[nxt] = dist[cell] + 1
+                    frontier.append(nxt)
+    return tuple(dist)
 
 
-def shortest_path(task: FrozenLakeTask, start: tuple[int, int]) -> list[str] | None:
-    """Return a shortest hole-free list of moves from ``start`` to the goal, or None."""
-    goal = task.find("G")
-    return bfs_plan(start, lambda p: _neighbors(task, p), lambda p: p == goal)
+@cache
+def _around(n: int) -> tuple[tuple[tuple[str, int], ...], ...]:
+    """For each cell of an ``n`` x ``n`` grid, ``(move, cell)`` of the moves that stay inside."""
+    return tuple(
+        tuple(
+            (name, (r + dr) * n + c + dc)
+            for name, (dr, dc) in MOVES.items()
+            if 0 <= r + dr < n and 0 <= c + dc < n
+        )
+        for r in range(n)
+        for c in range(n)
+    )
+
+
+def next_move(task: FrozenLakeTask, pos: tuple[int, int]) -> str | None:
+    """First move of a shortest hole-free path from ``pos`` to the goal (None: at the goal or no path).
+
+    Of equally short paths, the one whose first move comes first in ``MOVES`` order: the path
+    a breadth-first search from ``pos`` that tries moves in that order returns.
+    """
+    n, dist = task.size, goal_distances(task.rows)
+    cell = pos[0] * n + pos[1]
+    if dist[cell] == 0:
+        return None
+    # onto cells with a way on (holes have none); min() keeps the first of equals
+    options = [(dist[nxt], name) for name, nxt in _around(n)[cell] if dist[nxt] >= 0]
+    return min(options, key=lambda o: o[0])[1] if options else None
 
 
 def generate_task(rng: np.random.Generator, split: str) -> FrozenLakeTask:
@@ -77,10 +116,9 @@ def generate_task(rng: np.random.Generator, split: str) -> FrozenLakeTask:
         goal += goal >= start  # distinct from start
         cells[start], cells[goal] = "S", "G"
         rows = tuple("".join(cells[r * n : (r + 1) * n]) for r in range(n))
-        probe = FrozenLakeTask(rows, budget, 0)
-        plan = shortest_path(probe, divmod(start, n))
-        if plan is not None and len(plan) <= budget:
-            return FrozenLakeTask(rows, budget, len(plan))
+        optimal = goal_distances(rows)[start]
+        if 0 <= optimal <= budget:
+            return FrozenLakeTask(rows, budget, optimal)
 
 
 class FrozenLakeEnv(GridEnv[FrozenLakeTask]):
@@ -186,8 +224,7 @@ class FrozenLakeEnv(GridEnv[FrozenLakeTask]):
     def expert_action(self) -> str:
         """First move of a shortest hole-free path to the goal (``Up`` when none exists)."""
         assert self.task is not None
-        plan = shortest_path(self.task, self.state[0])
-        return plan[0] if plan else MOVE_NAMES[0]
+        return next_move(self.task, self.state[0]) or MOVE_NAMES[0]
 
     def grid_channels(self) -> np.ndarray:
         """One-hot planes (agent, goal, hole, frozen) of shape (4, n, n), for numeric views."""

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from typing import Any
 
 import numpy as np
 
-from earlyexp.envs.control.grid import MOVE_NAMES, MOVES, GridEnv, bfs_plan
+from earlyexp.envs.control.grid import MOVE_NAMES, MOVES, GridEnv
 from earlyexp.envs.core.actions import ParseError
 from earlyexp.envs.core.base import Evaluation, Outcome
 from earlyexp.envs.core.types import RubricItem
@@ -28,11 +28,19 @@ ID_BOXES, OOD_BOXES = 1, 2
 ID_BUDGET, OOD_BUDGET = 8, 20
 
 State = tuple[int, tuple[int, ...]]  # (player cell, sorted box cells); cell = r * n + c
+_WALL_BITS = str.maketrans("#.", "10")
+_ROOM_BYTES = bytes.maketrans(b"\x00\x01", b".#")  # numpy bools -> floor, wall
+_FLOOR_PLAN = {name: str.maketrans({"#": s["#"], ".": s["."]}) for name, s in SYMBOLS.items()}
 
 
 @dataclass(frozen=True)
 class SokobanTask:
-    """One puzzle: ``walls`` rows of ``#``/``.``, goal/box cells, the player's cell."""
+    """One puzzle: ``walls`` rows of ``#``/``.``, goal/box cells, the player's cell.
+
+    ``solution`` is a shortest move list from the start, kept from the generator's check so
+    the expert need not search again (None when unknown; not part of the canonical JSON).
+    Cell sets are bit masks: bit ``c`` stands for cell ``c``.
+    """
 
     walls: tuple[str, ...]
     goals: tuple[int, ...]
@@ -40,43 +48,47 @@ class SokobanTask:
     player: int
     budget: int
     optimal: int
+    solution: tuple[str, ...] | None = field(default=None, compare=False, repr=False)
 
-    def __post_init__(self) -> None:
-        # derived lookups (not in the canonical JSON): walls, and corners where a box is stuck
-        walls = _wall_cells(self.walls)
-        object.__setattr__(self, "size", len(self.walls))
-        object.__setattr__(self, "wall_cells", walls)
-        object.__setattr__(self, "dead_cells", _corners(self.walls, walls) - set(self.goals))
+    @property
+    def size(self) -> int:
+        """Side length of the square room."""
+        return len(self.walls)
 
-    size: int = field(init=False, repr=False, compare=False)
-    wall_cells: frozenset[int] = field(init=False, repr=False, compare=False)
-    dead_cells: frozenset[int] = field(init=False, repr=False, compare=False)
+    @cached_property
+    def wall_mask(self) -> int:
+        """The wall cells."""
+        return _room_masks(self.walls)[0]
+
+    @cached_property
+    def dead_mask(self) -> int:
+        """Cells where a box is stuck for good: corners that are not goals."""
+        return _room_masks(self.walls)[1] & ~cell_mask(self.goals)
 
     def is_wall(self, cell: int) -> bool:
         """True when ``cell`` is a wall."""
-        return cell in self.wall_cells
+        return bool(self.wall_mask >> cell & 1)
 
     def to_json(self) -> dict[str, Any]:
-        """Canonical form for panel hashes (the constructor fields only)."""
-        return {f.name: getattr(self, f.name) for f in fields(self) if f.init}
+        """Canonical form for panel hashes (the compared constructor fields only)."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.init and f.compare}
+
+
+def cell_mask(cells: tuple[int, ...]) -> int:
+    """The bit mask of ``cells``."""
+    mask = 0
+    for c in cells:
+        mask |= 1 << c
+    return mask
 
 
 @lru_cache(maxsize=4096)
-def _wall_cells(walls: tuple[str, ...]) -> frozenset[int]:
-    return frozenset(i for i, ch in enumerate("".join(walls)) if ch == "#")
-
-
-@lru_cache(maxsize=4096)
-def _corners(walls: tuple[str, ...], wall_cells: frozenset[int]) -> frozenset[int]:
-    """Floor cells with a wall above or below and a wall left or right."""
+def _room_masks(walls: tuple[str, ...]) -> tuple[int, int]:
+    """Masks of a room's walls and corners (floor with a wall above/below and left/right)."""
     n = len(walls)
-    return frozenset(
-        c
-        for c in range(n, n * n - n)
-        if c not in wall_cells
-        and (c - n in wall_cells or c + n in wall_cells)
-        and (c - 1 in wall_cells or c + 1 in wall_cells)
-    )
+    w = int("".join(walls)[::-1].translate(_WALL_BITS), 2)  # reversed: cell c is bit c
+    inner = (1 << (n * n - n)) - (1 << n)  # cells n .. n*n-n-1
+    return w, (w << n | w >> n) & (w << 1 | w >> 1) & inner & ~w
 
 
 def move(task: SokobanTask, state: State, name: str) -> tuple[State, str]:
@@ -86,65 +98,102 @@ def move(task: SokobanTask, state: State, name: str) -> tuple[State, str]:
     d = dr * n + dc
     player, boxes = state
     nxt = player + d
-    walls = task.wall_cells
-    if nxt in walls:
+    walls = task.wall_mask
+    if walls >> nxt & 1:
         return state, "wall"
     if nxt not in boxes:
         return (nxt, boxes), "moved"
     beyond = nxt + d
-    if beyond in walls or beyond in boxes:
+    if walls >> beyond & 1 or beyond in boxes:
         return state, "blocked"
     moved = tuple(sorted(beyond if b == nxt else b for b in boxes))
     return (nxt, moved), "pushed"
 
 
-def _successors(task: SokobanTask, state: State):
-    """Moves that change the state and leave no box stuck in a non-goal corner (BFS hot path)."""
-    walls, dead, n = task.wall_cells, task.dead_cells, task.size
-    player, boxes = state
-    for name, d in zip(MOVE_NAMES, (-n, n, -1, 1), strict=True):
-        p = player + d
-        if p in walls:
-            continue
-        if p not in boxes:
-            yield name, (p, boxes)
-            continue
-        b = p + d
-        if b in walls or b in boxes or b in dead:
-            continue
-        yield name, (p, tuple(sorted(b if x == p else x for x in boxes)))
-
-
 def solve(task: SokobanTask, state: State, max_depth: int | None = None) -> list[str] | None:
-    """Return a shortest move list that puts every box on a goal, or None."""
-    goals = set(task.goals)
-    return bfs_plan(
-        state, lambda s: _successors(task, s), lambda s: goals.issuperset(s[1]), max_depth
-    )
+    """Return a shortest move list that puts every box on a goal, or None.
+
+    Breadth-first over (player, boxes) states, moves tried in ``MOVE_NAMES`` order, the first
+    plan found is returned; pushes into a dead corner are skipped; ``max_depth`` bounds the
+    plan's length.
+    """
+    goals = cell_mask(task.goals)
+    return _search(task.size, task.wall_mask, task.dead_mask, goals, state, max_depth)
 
 
-def _room(rng: np.random.Generator, n: int) -> list[list[str]]:
-    inner = rng.random((n, n)) < 0.12
-    return [
-        ["#" if r in (0, n - 1) or c in (0, n - 1) or inner[r, c] else "." for c in range(n)]
-        for r in range(n)
-    ]
+def _search(
+    n: int, walls: int, dead: int, goals: int, state: State, max_depth: int | None
+) -> list[str] | None:
+    """:func:`solve` on masks (the hot path). A state is one int: box mask above player cell."""
+    player, boxes = state
+    if cell_mask(boxes) & ~goals == 0:
+        return []
+    shift = (n * n).bit_length()
+    low = (1 << shift) - 1  # the player bits of a state
+    moves = tuple(enumerate((-n, n, -1, 1)))
+    start = cell_mask(boxes) << shift | player
+    parent: dict[int, tuple[int, int] | None] = {start: None}  # state -> (previous, move)
+    frontier, depth = [start], 0
+    while frontier and (max_depth is None or depth < max_depth):
+        depth, layer, frontier = depth + 1, frontier, []
+        for s in layer:
+            p, m = s & low, s >> shift
+            for i, d in moves:
+                q = p + d
+                if walls >> q & 1:
+                    continue
+                if not m >> q & 1:  # a plain step
+                    t = s - p + q
+                    if t not in parent:
+                        parent[t] = (s, i)
+                        frontier.append(t)
+                    continue
+                b = q + d  # a push: the box goes from q to b
+                if (walls | dead | m) >> b & 1:
+                    continue
+                m2 = m ^ (1 << q) ^ (1 << b)
+                t = m2 << shift | q
+                if t in parent:
+                    continue
+                parent[t] = (s, i)
+                if m2 & ~goals == 0:
+                    return _unwind(parent, t)
+                frontier.append(t)
+    return None
 
 
-def _reverse_play(rng: np.random.Generator, task: SokobanTask, steps: int) -> State:
+def _unwind(parent: dict[int, tuple[int, int] | None], state: int) -> list[str]:
+    """The moves that led from the search's start to ``state``."""
+    moves = []
+    while (link := parent[state]) is not None:
+        state, i = link
+        moves.append(MOVE_NAMES[i])
+    return moves[::-1]
+
+
+def _room(rng: np.random.Generator, n: int) -> tuple[str, ...]:
+    """Rows of an ``n`` x ``n`` room: border walls, each inner cell a wall with p = 0.12."""
+    wall = rng.random((n, n)) < 0.12
+    wall[0] = wall[-1] = wall[:, 0] = wall[:, -1] = True
+    flat = wall.tobytes().translate(_ROOM_BYTES).decode()
+    return tuple([flat[i : i + n] for i in range(0, n * n, n)])
+
+
+def _reverse_play(
+    rng: np.random.Generator, n: int, walls: int, player: int, goals: tuple[int, ...], steps: int
+) -> State:
     """Walk backwards from the solved state: the player moves and sometimes pulls a box."""
-    n = task.size
-    deltas = [dr * n + dc for dr, dc in MOVES.values()]
-    player, boxes = task.player, tuple(sorted(task.goals))
+    deltas = (-n, n, -1, 1)  # MOVES order
+    boxes = goals
     for k, pull in zip(
         rng.integers(4, size=steps).tolist(), (rng.random(steps) < 0.8).tolist(), strict=True
     ):
         d = deltas[k]
         nxt = player + d
-        if nxt in task.wall_cells or nxt in boxes:
+        if walls >> nxt & 1 or nxt in boxes:
             continue
         behind = player - d
-        if behind in boxes and pull:
+        if pull and behind in boxes:
             boxes = tuple(sorted(player if b == behind else b for b in boxes))
         player = nxt
     return player, boxes
@@ -157,7 +206,7 @@ def generate_task(rng: np.random.Generator, split: str) -> SokobanTask:
     k, budget = (OOD_BOXES, OOD_BUDGET) if ood else (ID_BOXES, ID_BUDGET)
     while True:
         n = int(rng.integers(lo, hi + 1))
-        walls = tuple("".join(row) for row in _room(rng, n))
+        walls = _room(rng, n)
         floor = [i for i, ch in enumerate("".join(walls)) if ch == "."]
         if len(floor) < k + 4:
             continue
@@ -172,18 +221,31 @@ def _place(
 ) -> SokobanTask | None:
     """Put ``k`` boxes on goals and the player beside one, pull backwards, verify by BFS."""
     n = len(walls)
-    goals = tuple(sorted({floor[int(i)] for i in rng.integers(len(floor), size=k)}))
-    free = set(floor) - set(goals)
-    beside = [goals[0] + d for d in (-n, n, -1, 1) if goals[0] + d in free]
+    wall_mask, corners = _room_masks(walls)
+    # k == 1: a scalar draw is the same number as size=1 (numpy fills both alike), 3 us cheaper
+    drawn = rng.integers(len(floor), size=k).tolist() if k > 1 else [int(rng.integers(len(floor)))]
+    goals = tuple(sorted({floor[i] for i in drawn}))
+    g = goals[0]  # the free floor around it: not a wall, not a goal
+    beside = [c for c in (g - n, g + n, g - 1, g + 1) if not wall_mask >> c & 1 and c not in goals]
     if len(goals) < k or not beside:
         return None
-    solved = SokobanTask(walls, goals, goals, beside[int(rng.integers(len(beside)))], budget, 0)
-    player, boxes = _reverse_play(rng, solved, int(rng.integers(4, 4 * budget)))
-    if set(boxes) == set(goals):
+    start = beside[int(rng.integers(len(beside)))]
+    steps = int(rng.integers(4, 4 * budget))
+    player, boxes = _reverse_play(rng, n, wall_mask, start, goals, steps)
+    if boxes == goals:
         return None
-    probe = SokobanTask(walls, goals, boxes, player, budget, 0)
-    plan = solve(probe, (player, boxes), max_depth=budget)
-    return SokobanTask(walls, goals, boxes, player, budget, len(plan)) if plan else None
+    goal_mask = cell_mask(goals)
+    dead = corners & ~goal_mask  # as SokobanTask.dead_mask, without building a task per try
+    plan = _search(n, wall_mask, dead, goal_mask, (player, boxes), budget)
+    if not plan:
+        return None
+    return SokobanTask(walls, goals, boxes, player, budget, len(plan), tuple(plan))
+
+
+def _put(rows: list[str], cell: int, symbol: str) -> None:
+    """Write ``symbol`` at ``cell`` of a square board given as rows."""
+    r, c = divmod(cell, len(rows))
+    rows[r] = rows[r][:c] + symbol + rows[r][c + 1 :]
 
 
 class SokobanEnv(GridEnv[SokobanTask]):
@@ -257,27 +319,27 @@ class SokobanEnv(GridEnv[SokobanTask]):
         verb = "pushed a box" if what == "pushed" else "moved"
         return Outcome(True, f"The agent {verb} {parsed.name}.")
 
-    def _static_board(self) -> list[str]:
-        """Symbols of walls, floor and goals of the current task (cached per task)."""
+    def _static_rows(self) -> list[str]:
+        """Rows of walls, floor and goals in the current symbols (cached per task)."""
         task = self.task
         assert task is not None
         if self._static[0] is not task:
             sym = SYMBOLS[self.symbols]
-            chars = [sym[ch] for ch in "".join(task.walls)]
+            rows = [row.translate(_FLOOR_PLAN[self.symbols]) for row in task.walls]
             for g in task.goals:
-                chars[g] = sym["G"]
-            self._static = (task, chars)
+                _put(rows, g, sym["G"])
+            self._static = (task, rows)
         return self._static[1]
 
     def _observation(self, feedback: str) -> str:
         assert self.task is not None
         sym = SYMBOLS[self.symbols]
-        n, (player, boxes), goals = self.task.size, self.state, self.task.goals
-        chars = list(self._static_board())
+        (player, boxes), goals = self.state, self.task.goals
+        rows = list(self._static_rows())
         for b in boxes:
-            chars[b] = sym["X" if b in goals else "B"]
-        chars[player] = sym["Q" if player in goals else "P"]
-        board = "\n".join("".join(chars[r * n : (r + 1) * n]) for r in range(n))
+            _put(rows, b, sym["X" if b in goals else "B"])
+        _put(rows, player, sym["Q" if player in goals else "P"])
+        board = "\n".join(rows)
         legend = f"\n{LEGEND}" if self.symbols == "legend" else ""
         return f"{feedback}\n{board}{legend}"
 
@@ -300,12 +362,18 @@ class SokobanEnv(GridEnv[SokobanTask]):
         return self._plan.get(self.state, MOVE_NAMES[0])
 
     def _make_plan(self) -> dict[State, str]:
-        """Map each state on a shortest solution from here to its next move."""
-        assert self.task is not None
+        """Map each state on a shortest solution from here to its next move.
+
+        From the start the task's own ``solution`` is used; elsewhere a new search runs.
+        """
+        task = self.task
+        assert task is not None
+        at_start = self.state == (task.player, task.boxes)
+        moves = task.solution if at_start and task.solution is not None else solve(task, self.state)
         plan, state = {}, self.state
-        for name in solve(self.task, self.state) or []:
+        for name in moves or []:
             plan[state] = name
-            state, _ = move(self.task, state, name)
+            state, _ = move(task, state, name)
         return plan
 
     def grid_channels(self) -> np.ndarray:

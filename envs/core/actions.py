@@ -65,9 +65,13 @@ class ActionGrammar:
             raise ValueError("Expect at least one ActionSpec, actually: none")
         self.specs = specs
         self._by_name = {s.name.lower(): s for s in specs}
+        self._bare = {s.name: ParsedAction(s.name, ()) for s in specs if not s.args}
 
     def parse(self, text: str) -> ParsedAction | ParseError:
         """Parse ``text``; never raises on any string."""
+        bare = self._bare.get(text)  # the common case, an exact bare name (``Up``): no regex
+        if bare is not None:
+            return bare
         m = _NAME.match(text)
         if m is None:
             return ParseError(f"Invalid action {echo(text)}. {self.expected()}")

@@ -219,7 +219,7 @@ class TextEnv(gym.Env[str, str], Generic[TaskT]):
         }
         if final:
             ev = self._evaluate()
-            info["score"] = float(np.clip(ev.score, 0.0, 1.0))
+            info["score"] = min(max(float(ev.score), 0.0), 1.0)  # np.clip: 3 us slower
             info["success"] = bool(ev.is_success)
             info["rubric"] = list(ev.rubric)
             info["score_details"] = dict(ev.details)
