@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
 import traceback
 from dataclasses import asdict, dataclass, field
@@ -44,7 +45,7 @@ class BenchConfig:
     out: str = ""
     """Run folder (default: runs/<profile>). An existing run folder is resumed."""
     fresh: bool = False
-    """Discard finished cells in the run folder and start over."""
+    """Delete the run folder's cells and report first, then start over."""
 
 
 def resolve_device(device: str) -> str:
@@ -112,6 +113,14 @@ def _check_resume(out: Path, cfg: BenchConfig, profile: Profile) -> None:
         )
 
 
+def _clear_run(out: Path) -> None:
+    """Delete a run folder's cells and report, so no cell of an earlier run can be resumed."""
+    shutil.rmtree(out / "cells", ignore_errors=True)
+    shutil.rmtree(out / "plots", ignore_errors=True)
+    for name in ("results.json", "table.md"):
+        (out / name).unlink(missing_ok=True)
+
+
 def run_cell(
     method: str, env_id: str, seed: int, profile: Profile, cfg: BenchConfig, out: Path
 ) -> dict:
@@ -148,6 +157,8 @@ def run_bench(cfg: BenchConfig) -> Path:
     out = Path(cfg.out or f"runs/{cfg.profile}")
     out.mkdir(parents=True, exist_ok=True)
     _check_resume(out, cfg, profile)
+    if cfg.fresh:
+        _clear_run(out)
     _write_json(out / "config.json", {**asdict(cfg), "resolved_profile": asdict(profile)})
     cells = plan_cells(cfg, profile)
     done = {}

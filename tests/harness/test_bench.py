@@ -52,6 +52,18 @@ def test_bench_refuses_to_mix_configs(tmp_path):
         )
 
 
+def test_fresh_deletes_the_cells_of_the_earlier_run(tmp_path):
+    out = tmp_path / "run"
+    run_bench(BenchConfig(profile="smoke", envs=CONTROL[:1], methods=["random"], out=str(out)))
+    assert list((out / "cells").glob("random*.json"))
+    cfg = BenchConfig(
+        profile="smoke", envs=CONTROL[:1], methods=["expert"], out=str(out), fresh=True
+    )
+    run_bench(cfg)
+    assert not list((out / "cells").glob("random*"))  # an interrupted rerun cannot resume it
+    assert "random" not in (out / "table.md").read_text()
+
+
 def test_bench_ppo_cell_trains_and_evaluates(tmp_path):
     pytest.importorskip("stable_baselines3")
     out = tmp_path / "run"
