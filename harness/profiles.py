@@ -58,11 +58,11 @@ PROFILES: dict[str, Profile] = {
             seeds=(0,),
             eval_tasks=100,
             train_episodes=1000,
-            # llm: the tiny model trained from scratch sits on an action-frequency plateau
-            # before it learns where things are on the board: 600-2,400 SFT steps in our runs,
-            # so the control envs get 3,000 (about 3-4 min each on 2 cores). The text envs get
-            # small budgets: within minutes the tiny model learns the action format, not yet
-            # the copying from the page that they need.
+            # llm: the tiny model trained from scratch first sits on an action-frequency
+            # plateau, then learns where things are on the board (after ~600 SFT steps in our
+            # runs); the control envs get 3,000 (about 4-5 min each on 2 cores). The text envs
+            # get small budgets: within minutes the tiny model learns the action format, not
+            # yet the copying from the page that they need.
             train_steps={"sb3": 50_000, "llm": 3000},
             extra={"threads": 2},
             env_overrides={
@@ -70,7 +70,7 @@ PROFILES: dict[str, Profile] = {
                 "EarlyExp/WebShop-v0": {
                     "eval_tasks_llm": 10,
                     "train_episodes": 100,
-                    "train_steps_llm": 200,
+                    "train_steps_llm": 100,
                     "extra": {"window": 0},
                 },
                 "EarlyExp/SearchQA-v0": {
