@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -237,10 +238,16 @@ def sample_batch(
 
 def _keeps_last_logits(model: Any) -> bool:
     """Whether ``model``'s forward takes ``logits_to_keep`` (transformers >= 4.50 models)."""
+    core = model.get_base_model() if hasattr(model, "get_base_model") else model  # peft
+    return _forward_takes_logits_to_keep(type(core))
+
+
+@lru_cache(maxsize=64)
+def _forward_takes_logits_to_keep(cls: Any) -> bool:
+    """Read once per model class: ``sample_batch`` asks on every generation turn."""
     import inspect
 
-    core = model.get_base_model() if hasattr(model, "get_base_model") else model  # peft
-    return "logits_to_keep" in inspect.signature(core.forward).parameters
+    return "logits_to_keep" in inspect.signature(cls.forward).parameters
 
 
 def _pick(logits: Any, sampling: SamplingParams, gen: Any) -> Any:
