@@ -239,7 +239,8 @@ def sample_batch(
 def _keeps_last_logits(model: Any) -> bool:
     """Whether ``model``'s forward takes ``logits_to_keep`` (transformers >= 4.50 models)."""
     core = model.get_base_model() if hasattr(model, "get_base_model") else model  # peft
-    return _forward_takes_logits_to_keep(type(core))
+    cls: Any = type(core)
+    return _forward_takes_logits_to_keep(cls)
 
 
 @lru_cache(maxsize=64)
