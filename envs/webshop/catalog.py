@@ -4,12 +4,15 @@ On-disk form (a folder under the cache dir, written atomically: temp dir + renam
 
 - ``meta.json``: format version, size, seed, vocabulary digest, build time.
 - ``type_ids.npy`` (int16), ``price.npy``, ``price_low.npy``, ``price_high.npy`` (float64),
-  ``title_offsets.npy`` (int64): the columns results pages and goal sampling read (34 MB at
-  1M products, read whole).
-- ``titles.bin`` + ``title_offsets.npy``: every title as UTF-8 in one blob, memory-mapped.
+  ``title_spans.npy`` (int64, start and end): the columns results pages and goal sampling
+  read (42 MB at 1M products, read whole).
+- ``titles.bin`` + ``title_spans.npy``: every title as UTF-8 in one blob, memory-mapped.
 - ``index/``: the tantivy BM25 index over title, description, features and option text
   (one field, one segment, term frequencies without positions, English stopwords removed
-  and the rest stemmed, as Lucene's ``EnglishAnalyzer``: 66 MB at 1M products).
+  and the rest stemmed, as Lucene's ``EnglishAnalyzer``), partitioned by product type:
+  products are indexed grouped by type, and ``index/partitions.npz`` holds each common
+  term's best score per type, so a search skips the types that cannot reach its top 50
+  (:mod:`earlyexp.envs.core.search`; same results as a scan of the whole index).
 
 Descriptions, features, reviews, options and attributes are not stored: a product is a pure
 function of ``(seed, index)`` (:mod:`earlyexp.envs.webshop.products`) and is regenerated on
@@ -25,19 +28,25 @@ import os
 import shutil
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 
 from earlyexp.envs.core.search import ENGLISH_STOPWORDS, BM25Index, query_terms
-from earlyexp.envs.webshop.products import Product, asin, generate_product, price_text
+from earlyexp.envs.webshop.products import (
+    Product,
+    asin,
+    generate_product,
+    price_text,
+    product_type_id,
+)
 from earlyexp.envs.webshop.vocab import Vocab, load_vocab
 
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4
 """Bump when the on-disk form changes (2: one-segment index without positions; 3: English
-stopwords removed at index time too)."""
+stopwords removed at index time too; 4: index partitioned by type, title spans)."""
 SIZES = (1_000, 10_000, 100_000, 1_000_000)
 MIN_SIZE = 1_000
 MAX_SIZE = 2_000_000
@@ -86,37 +95,48 @@ class _Columns:
         self.price = np.zeros(size, np.float64)
         self.low = np.zeros(size, np.float64)
         self.high = np.zeros(size, np.float64)
-        self.offsets = np.zeros(size + 1, np.int64)
+        self.spans = np.zeros((size, 2), np.int64)
         self._titles = open(folder / "titles.bin", "wb")  # noqa: SIM115 (closed in save)
+        self._end = 0
         self._folder = folder
 
     def add(self, p: Product) -> None:
+        """Record ``p`` (products come in index order, grouped by type)."""
         i = p.index
         self.type_ids[i], self.price[i] = p.type_id, p.price
         self.low[i], self.high[i] = p.price_range
         data = p.title.encode()
         self._titles.write(data)
-        self.offsets[i + 1] = self.offsets[i] + len(data)
+        self.spans[i] = self._end, self._end + len(data)
+        self._end += len(data)
 
     def save(self) -> None:
         self._titles.close()
         for name, arr in (
             ("type_ids", self.type_ids), ("price", self.price), ("price_low", self.low),
-            ("price_high", self.high), ("title_offsets", self.offsets),
+            ("price_high", self.high), ("title_spans", self.spans),
         ):  # fmt: skip
             np.save(self._folder / f"{name}.npy", arr)
 
 
-def _documents(vocab: Vocab, size: int, seed: int, cols: _Columns, progress: bool) -> Iterator:
-    items = range(size)
+def index_order(vocab: Vocab, size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """The type of every product, and the products grouped by type (ascending index within)."""
+    types = np.fromiter((product_type_id(vocab, seed, i) for i in range(size)), np.int64, size)
+    return types, np.argsort(types, kind="stable")
+
+
+def _documents(
+    vocab: Vocab, seed: int, order: np.ndarray, cols: _Columns, progress: bool
+) -> Iterator:
+    items: Iterable = order
     if progress:
         from tqdm import tqdm
 
-        items = tqdm(items, desc=f"webshop catalog {size}", unit="product", mininterval=2.0)
+        items = tqdm(order, desc=f"webshop catalog {len(order)}", unit="product", mininterval=2.0)
     for i in items:
-        p = generate_product(vocab, seed, i)
+        p = generate_product(vocab, seed, int(i))
         cols.add(p)
-        yield i, {"text": p.search_text}
+        yield p.index, {"text": p.search_text}
 
 
 STALE_BUILD_SECONDS = 6 * 3600
@@ -147,8 +167,11 @@ def build_catalog(size: int, seed: int, folder: Path, progress: bool = False) ->
     try:
         start = time.perf_counter()
         cols = _Columns(size, tmp)
-        docs = _documents(vocab, size, seed, cols, progress)
-        BM25Index.build(docs, FIELDS, path=tmp / "index", stopwords=True)
+        types, order = index_order(vocab, size, seed)
+        docs = _documents(vocab, seed, order, cols, progress)
+        BM25Index.build(
+            docs, FIELDS, path=tmp / "index", stopwords=True, partition_of=types.__getitem__
+        )
         cols.save()
         meta = {"format": FORMAT_VERSION, "size": size, "seed": seed, "vocab": vocab.digest,
                 "build_seconds": round(time.perf_counter() - start, 3)}  # fmt: skip
@@ -193,7 +216,7 @@ class Catalog:
         load = lambda name: np.load(self.folder / f"{name}.npy")  # noqa: E731
         self.type_ids, self.price = load("type_ids"), load("price")
         self.price_low, self.price_high = load("price_low"), load("price_high")
-        self._offsets = load("title_offsets")
+        self._spans = load("title_spans")
         self._titles = _map_file(self.folder / "titles.bin")
         self.index = BM25Index.open(self.folder / "index", FIELDS)
         self.product = lru_cache(maxsize=product_cache)(self._product)
@@ -208,7 +231,7 @@ class Catalog:
 
     def title(self, index: int) -> str:
         """The title of product ``index`` (read from the stored column)."""
-        lo, hi = int(self._offsets[index]), int(self._offsets[index + 1])
+        lo, hi = (int(x) for x in self._spans[index])
         return self._titles[lo:hi].decode()
 
     def asin(self, index: int) -> str:

@@ -145,9 +145,18 @@ def _title(
     return f"{head}, {rng.choice(vocab.text['title_suffixes'])}"
 
 
+def _rng(seed: int, index: int) -> random.Random:
+    return random.Random(f"webshop/{seed}/{index}")
+
+
+def product_type_id(vocab: Vocab, seed: int, index: int) -> int:
+    """The ``type_id`` of product ``index`` without generating the rest of it (first draw)."""
+    return vocab.types[_rng(seed, index).randrange(len(vocab.types))].id
+
+
 def generate_product(vocab: Vocab, seed: int, index: int) -> Product:
     """Return product ``index`` of the catalog with ``seed`` (deterministic)."""
-    rng = random.Random(f"webshop/{seed}/{index}")
+    rng = _rng(seed, index)
     t = vocab.types[rng.randrange(len(vocab.types))]
     brand, line = rng.choice(vocab.brands[t.top]), rng.choice(vocab.lines)
     adj = rng.choice(vocab.adjectives[t.top])

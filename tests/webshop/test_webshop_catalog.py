@@ -95,6 +95,30 @@ def test_search_returns_top_50_deterministically(cat):
     assert cat.search("Party MIX, gluten-free") == cat.search("party mix gluten free")
 
 
+def test_index_is_grouped_by_type_and_planned_search_equals_the_whole_scan(cat, monkeypatch):
+    from earlyexp.envs.core import search
+    from earlyexp.envs.webshop.goals import make_goal
+
+    parts = cat.index.partitions
+    assert parts is not None and np.array_equal(
+        parts.sizes, np.bincount(cat.type_ids, minlength=len(parts.sizes))
+    )
+    monkeypatch.setattr(search, "PLAN_MIN_POSTINGS", 0)  # plan even at 10k products
+    rng = np.random.default_rng(0)
+    planned = 0
+    for _ in range(100):
+        terms = catalog_mod.search_terms(make_goal(cat, rng, "train").query)
+        for query in (terms, " ".join(terms.split()[-3:])):
+            tokens = [t for w in query.split() for t in english_analyzer().analyze(w)]
+            should = [(search.tantivy.Occur.Should, cat.index._term_query(t)) for t in tokens]
+            planned += cat.index._planned(tokens, should, 50) is not None
+            whole = cat.index._restricted(should, None, 50)
+            ids = cat.index._ids([a for _, a in whole])
+            want = [(i, float(s)) for i, (s, _) in zip(ids, whole, strict=True)]
+            assert cat.index.search(query, 50) == want
+    assert planned > 0
+
+
 def test_of_type_lists_exactly_that_type(cat):
     ids = cat.of_type(3)
     assert len(ids) and all(cat.product(int(i)).type_id == 3 for i in ids[:20])
