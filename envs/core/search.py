@@ -258,6 +258,9 @@ class BM25Index:
         found.sort(key=lambda h: (-h[1], h[0]))
         return found
 
+    def _part_query(self, part: int) -> tantivy.Query:
+        return tantivy.Query.term_query(self._schema_, PART_FIELD, part, index_option="basic")
+
     def _term_query(self, token: str) -> tantivy.Query:
         return tantivy.Query.term_query(self._schema_, self.fields[0], token, index_option="freq")
 
@@ -324,9 +327,10 @@ class BM25Index:
         no term score exactly 0 and are dropped (every matching term scores above 0).
         """
         clauses = list(should)
-        if parts is not None:
-            values = [int(p) for p in parts]
-            members = tantivy.Query.term_set_query(self._schema_, PART_FIELD, values)
+        if parts is not None:  # (a term set query costs ~0.2 ms to set up, these ~1 us each)
+            members = tantivy.Query.boolean_query(
+                [(tantivy.Occur.Should, self._part_query(int(p))) for p in parts]
+            )
             clauses.append((tantivy.Occur.Must, tantivy.Query.const_score_query(members, 0.0)))
         hits = self._searcher.search(tantivy.Query.boolean_query(clauses), k, count=False).hits
         return sorted((h for h in hits if h[0] > 0), key=_rank)
