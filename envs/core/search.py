@@ -19,7 +19,7 @@ index when those partitions hold over 10% of it). Skipping a partition whose bou
 the k-th score cannot change the top k, so the results are exactly those of a search over
 the whole index: same scores, ties in index order (tested). It pays at 1M documents, where a
 plain search scores every posting of every query term (tantivy's Python search collects
-without block-max pruning); small indexes are scanned whole.
+without block-max pruning); queries with under 50,000 postings are scanned whole.
 
 Analyzers: ``en_stem`` (tantivy's: split on non-alphanumerics, drop tokens over 40 bytes,
 lower-case, English Snowball stemmer) or, with ``stopwords=True``, ``en_stem_stop``: the same
