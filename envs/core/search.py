@@ -288,6 +288,7 @@ class BM25Index:
         """
         assert self.partitions is not None
         bound = self._bounds(tokens)
+        bound[self.partitions.sizes == 0] = 0.0  # (rare terms are bounded everywhere)
         order = np.argsort(-bound, kind="stable")
         order = order[bound[order] > 0]
         if len(order) == 0:
