@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import mmap
 import os
+import re
 import shutil
 import time
 import uuid
@@ -153,6 +154,19 @@ def _remove_stale_builds(folder: Path) -> None:
             continue
 
 
+def _remove_older_formats(folder: Path) -> None:
+    """Delete the catalogs of the same size and seed in an older on-disk format.
+
+    This version cannot load them and would rebuild rather than read them (a 1M-product one
+    is about 150 MB); newer formats, other sizes and other seeds are kept.
+    """
+    size_seed = folder.name.split("-v")[0]
+    for old in folder.parent.glob(f"{size_seed}-v*-*"):
+        match = re.fullmatch(rf"{re.escape(size_seed)}-v(\d+)-[0-9a-f]+", old.name)
+        if match and int(match.group(1)) < FORMAT_VERSION:
+            shutil.rmtree(old, ignore_errors=True)
+
+
 def build_catalog(size: int, seed: int, folder: Path, progress: bool = False) -> Path:
     """Build the catalog into ``folder`` atomically; return ``folder``.
 
@@ -181,6 +195,7 @@ def build_catalog(size: int, seed: int, folder: Path, progress: bool = False) ->
         except OSError:
             if not (folder / "meta.json").exists():
                 raise
+        _remove_older_formats(folder)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)

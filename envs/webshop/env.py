@@ -112,7 +112,7 @@ class WebShopEnv(TextEnv[Goal]):
     ``reset(options={"split": "test", "task": 3})`` picks panel goal 3.
     ``num_products`` takes any size in [1000, 2000000] (1k, 10k, 100k and 1M are the
     benchmarked ones); the first use of a size builds its catalog once (10k: under two seconds;
-    1M: a few minutes, with a progress bar), later uses load it from the cache in under a
+    1M: under two minutes, with a progress bar), later uses load it from the cache in under a
     second.
 
     ## Version history

@@ -169,6 +169,28 @@ def test_parallel_builders_do_not_race(tmp_path):
     assert len(entries) == 1 and not entries[0].startswith(".tmp")
 
 
+def test_a_build_removes_older_formats_of_the_same_catalog_only(tmp_path, monkeypatch):
+    monkeypatch.setenv("EARLYEXP_CACHE", str(tmp_path))
+    folder = catalog_dir(1_000, 4)
+    version = catalog_mod.FORMAT_VERSION
+    names = {
+        "old": f"1000-4-v{version - 1}-0badc0de",
+        "older": "1000-4-v1-542ea02d",
+        "newer": f"1000-4-v{version + 1}-542ea02d",
+        "other_seed": f"1000-5-v{version - 1}-542ea02d",
+        "other_size": f"10000-4-v{version - 1}-542ea02d",
+        "not_ours": "1000-4-vintage",
+    }
+    for name in names.values():
+        (tmp_path / "webshop" / name).mkdir(parents=True)
+        (tmp_path / "webshop" / name / "meta.json").write_text("{}")
+    load_catalog(1_000, 4)
+    left = {p.name for p in (tmp_path / "webshop").iterdir()}
+    assert left == {folder.name} | {
+        names[k] for k in ("newer", "other_seed", "other_size", "not_ours")
+    }
+
+
 def test_stale_temp_dirs_of_killed_builds_are_removed(tmp_path, monkeypatch):
     import os
 
