@@ -314,12 +314,13 @@ class BM25Index:
 
     def _max_score(self, token: str) -> float:
         """The highest score of a (rare) term anywhere in the index (cached)."""
-        if token not in self._index_max:
+        best = self._index_max.get(token)
+        if best is None:  # (a local: another thread may clear the cache meanwhile)
             if len(self._index_max) > 100_000:
                 self._index_max.clear()
             hits = self._searcher.search(self._term_query(token), 1, count=False).hits
-            self._index_max[token] = float(hits[0][0]) if hits else 0.0
-        return self._index_max[token]
+            best = self._index_max[token] = float(hits[0][0]) if hits else 0.0
+        return best
 
     def _restricted(self, should: list, parts: np.ndarray | None, k: int) -> list:
         """Top ``k`` hits ``(score, address)`` of the terms, within ``parts`` (all if None).
