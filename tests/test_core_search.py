@@ -137,3 +137,23 @@ def test_partitions_must_come_grouped_in_ascending_order():
         BM25Index.build(docs, partition_of=[0, 1, 0].__getitem__)
     with pytest.raises(ValueError, match="one text field"):
         BM25Index.build(docs, fields=("title", "body"), partition_of=[0, 0, 1].__getitem__)
+
+
+def test_partitioned_search_is_thread_safe(monkeypatch):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from earlyexp.envs.core import search
+
+    docs = _partitioned_corpus(3)
+    part_of = {i: p for i, p, _ in docs}
+    parted = BM25Index.build(
+        ((i, {"text": t}) for i, _, t in docs), partition_of=part_of.__getitem__
+    )
+    monkeypatch.setattr(search, "PLAN_MIN_POSTINGS", 0)
+    rng = np.random.default_rng(4)
+    queries = [_random_query(rng) for _ in range(200)]
+    want = [parted.search(q, 20) for q in queries]
+    parted._index_max.clear()
+    with ThreadPoolExecutor(8) as pool:
+        got = list(pool.map(lambda q: parted.search(q, 20), queries * 3))
+    assert got == want * 3
