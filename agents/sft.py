@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
+from earlyexp.agents.backends.hf import unwrap_peft
 from earlyexp.agents.chat import ChatEncoder
 from earlyexp.agents.prompting import Message
 
@@ -142,7 +143,7 @@ def masked_lm_loss(model: Any, ids: Any, labels: Any) -> Any:
     """
     import torch
 
-    core = model.get_base_model() if hasattr(model, "get_base_model") else model  # peft
+    core = unwrap_peft(model)
     if getattr(core.config, "model_type", "") not in LOGITS_ARE_HEAD_OF_HIDDEN:
         return model(input_ids=ids, labels=labels).loss
     hidden = core.base_model(input_ids=ids).last_hidden_state  # (B, T, H)

@@ -236,10 +236,14 @@ def sample_batch(
     return [(out_ids[i], out_lp[i], bool(done[i])) for i in range(B)]
 
 
+def unwrap_peft(model: Any) -> Any:
+    """The model a peft wrapper adapts (the model itself when it is not wrapped)."""
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+
 def _keeps_last_logits(model: Any) -> bool:
     """Whether ``model``'s forward takes ``logits_to_keep`` (transformers >= 4.50 models)."""
-    core = model.get_base_model() if hasattr(model, "get_base_model") else model  # peft
-    cls: Any = type(core)
+    cls: Any = type(unwrap_peft(model))
     return _forward_takes_logits_to_keep(cls)
 
 

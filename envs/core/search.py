@@ -35,6 +35,7 @@ import json
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -105,9 +106,9 @@ class Partitions:
     terms: dict[str, int]
     maxima: np.ndarray
 
-    @property
+    @cached_property
     def sizes(self) -> np.ndarray:
-        """Documents per partition."""
+        """Documents per partition (read on every planned query: computed once)."""
         return np.diff(self.starts)
 
     def save(self, path: Path) -> None:

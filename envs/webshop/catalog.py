@@ -91,8 +91,9 @@ def catalog_dir(size: int, seed: int, root: Path | None = None) -> Path:
 class _Columns:
     """Accumulates the stored columns while the index consumes the documents."""
 
-    def __init__(self, size: int, folder: Path) -> None:
-        self.type_ids = np.zeros(size, np.int16)
+    def __init__(self, type_ids: np.ndarray, folder: Path) -> None:
+        size = len(type_ids)
+        self.type_ids = type_ids.astype(np.int16)  # known before the products: the index order
         self.price = np.zeros(size, np.float64)
         self.low = np.zeros(size, np.float64)
         self.high = np.zeros(size, np.float64)
@@ -104,7 +105,7 @@ class _Columns:
     def add(self, p: Product) -> None:
         """Record ``p`` (products come in index order, grouped by type)."""
         i = p.index
-        self.type_ids[i], self.price[i] = p.type_id, p.price
+        self.price[i] = p.price
         self.low[i], self.high[i] = p.price_range
         data = p.title.encode()
         self._titles.write(data)
@@ -180,8 +181,8 @@ def build_catalog(size: int, seed: int, folder: Path, progress: bool = False) ->
     tmp.mkdir()
     try:
         start = time.perf_counter()
-        cols = _Columns(size, tmp)
         types, order = index_order(vocab, size, seed)
+        cols = _Columns(types, tmp)
         docs = _documents(vocab, seed, order, cols, progress)
         BM25Index.build(
             docs, FIELDS, path=tmp / "index", stopwords=True, partition_of=types.__getitem__
