@@ -111,7 +111,7 @@ class ExportConfig:
 
 def main(argv: list[str] | None = None) -> int:
     """Export expert demonstrations as chat JSONL."""
-    from earlyexp.harness.config import add_dataclass_args, from_args
+    from earlyexp.agents.config import add_dataclass_args, from_args
 
     parser = argparse.ArgumentParser(description=main.__doc__)
     add_dataclass_args(parser, ExportConfig)

@@ -167,8 +167,8 @@ class _Handler(BaseHTTPRequestHandler):
 def main(argv: list[str] | None = None) -> int:
     """Serve a checkpoint until interrupted."""
     from earlyexp.agents.backends.hf import HFPolicy
-    from earlyexp.agents.methods import resolve_model
-    from earlyexp.harness.config import add_dataclass_args, from_args
+    from earlyexp.agents.config import add_dataclass_args, from_args
+    from earlyexp.agents.models import resolve_model
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     add_dataclass_args(parser, ServeConfig)

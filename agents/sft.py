@@ -254,9 +254,9 @@ class SFTRun:
 def main(argv: list[str] | None = None) -> int:
     """Fine-tune a checkpoint on a chat JSONL file."""
     from earlyexp.agents.backends.hf import load_model, resolve_device
+    from earlyexp.agents.config import add_dataclass_args, from_args
     from earlyexp.agents.data import read_chat_jsonl
-    from earlyexp.agents.methods import resolve_model
-    from earlyexp.harness.config import add_dataclass_args, from_args
+    from earlyexp.agents.models import resolve_model
 
     parser = argparse.ArgumentParser(description=main.__doc__)
     add_dataclass_args(parser, SFTRun)

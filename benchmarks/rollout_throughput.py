@@ -21,7 +21,7 @@ import torch
 
 import earlyexp.envs  # noqa: F401
 from earlyexp.agents.backends.hf import HFPolicy, cpu_threads
-from earlyexp.agents.methods import resolve_model
+from earlyexp.agents.models import resolve_model
 from earlyexp.agents.policy import SamplingParams
 from earlyexp.agents.prompting import (
     NO_ACTION,

@@ -7,7 +7,7 @@ import importlib
 import sys
 from dataclasses import dataclass
 
-from earlyexp.harness.config import add_dataclass_args, from_args
+from earlyexp.agents.config import add_dataclass_args, from_args
 
 SITES = {
     "webshop": "earlyexp.envs.webshop.site",

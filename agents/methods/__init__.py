@@ -18,6 +18,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from earlyexp.agents.models import resolve_model
 from earlyexp.agents.policy import SamplingParams
 from earlyexp.agents.prompting import PromptConfig
 from earlyexp.agents.rollout import EpisodeSpec, RolloutEngine, Trajectory, write_jsonl
@@ -76,20 +77,6 @@ TAG_DEFAULTS: dict[str, dict[str, Any]] = {
     "browser": {"max_new_tokens": 32},
 }
 """Knob defaults by registry tag (``earlyexp.envs.registry``), below ``budget.extra``."""
-
-
-def resolve_model(model: str) -> Path:
-    """``tiny`` / ``tiny:<preset>`` -> the cached tiny checkpoint; anything else is a path."""
-    if model == "tiny" or model.startswith("tiny:"):
-        from earlyexp.agents.backends.tiny import tiny_checkpoint
-
-        return tiny_checkpoint(model.partition(":")[2] or "tiny")
-    path = Path(model).expanduser()
-    if not (path / "config.json").exists():
-        raise ValueError(
-            f"Expect model 'tiny' or a checkpoint folder with config.json, actually: {model!r}"
-        )
-    return path
 
 
 def prompt_config(knobs: LLMKnobs, model: str) -> PromptConfig:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from earlyexp.agents.methods import LLMKnobs, prompt_config, resolve_model
+from earlyexp.agents.methods import LLMKnobs, prompt_config
+from earlyexp.agents.models import resolve_model
 from earlyexp.harness.methods import get_method
 
 
