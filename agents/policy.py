@@ -53,13 +53,14 @@ class Prompt:
         token_ids: the context as token ids, for backends with a tokenizer (None: render
             ``messages`` with the chat template).
         available_actions: ``info["available_actions"]`` of the current step.
-        env: the env being played (only scripted policies such as the expert read it).
+        expert_action: the env oracle's action from this state, computed where the env runs,
+            for policies that declare ``needs_expert = True`` (else None).
     """
 
     messages: list[Message]
     token_ids: list[int] | None = None
     available_actions: list[str] = field(default_factory=list)
-    env: Any = None
+    expert_action: str | None = None
 
 
 @dataclass

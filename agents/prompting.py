@@ -79,16 +79,53 @@ def format_action(action: str) -> str:
     return f"{ACTION_OPEN}{action}{ACTION_CLOSE}"
 
 
-def system_prompt(env: Any, info: dict[str, Any], action_help: bool = True) -> str:
-    """Return the system message: intro, task, action grammar (optional) and reply format."""
-    base = getattr(env, "unwrapped", env)
-    helper = getattr(base, "action_help", None)
-    grammar = helper() if callable(helper) and action_help else ""
-    parts = [INTRO, f"Task: {info['task']}"]
-    if grammar and grammar not in info["task"]:  # some tasks already list their actions
-        parts.append(f"Actions:\n{grammar}")
-    parts.append(REPLY_FORMAT)
-    return "\n".join(parts)
+@dataclass(frozen=True)
+class ContextBlock:
+    """Context a method adds to an episode's system prompt: a memory, a reflection, a guide.
+
+    Attributes:
+        kind: one of :data:`CONTEXT_TITLES` (``memory``, ``reflection``, ``guide``, ``note``).
+        text: the block's text.
+    """
+
+    kind: str
+    text: str
+
+    def __post_init__(self) -> None:
+        if self.kind not in CONTEXT_TITLES:
+            raise ValueError(
+                f"Expect a context kind in {sorted(CONTEXT_TITLES)}, actually: {self.kind!r}"
+            )
+
+
+CONTEXT_TITLES = {
+    "memory": "What worked before",
+    "reflection": "Reflection on your previous attempt",
+    "guide": "Revise your previous attempt",
+    "note": "Note",
+}
+"""The heading each kind of context block is rendered under."""
+
+
+def system_prompt(
+    task: str, grammar: str = "", context: Sequence[ContextBlock] = (), base: str | None = None
+) -> str:
+    """Return the system message: intro, task, action grammar, reply format, then context.
+
+    Args:
+        task: ``info["task"]``, the instruction.
+        grammar: the env's action grammar (``env.unwrapped.action_help()``; ``""``: none).
+        context: blocks rendered after the reply format, each under its heading.
+        base: a system prompt that replaces the built one (the context still follows it).
+    """
+    if base is None:
+        parts = [INTRO, f"Task: {task}"]
+        if grammar and grammar not in task:  # some tasks already list their actions
+            parts.append(f"Actions:\n{grammar}")
+        parts.append(REPLY_FORMAT)
+        base = "\n".join(parts)
+    blocks = [f"{CONTEXT_TITLES[b.kind]}:\n{b.text}" for b in context]
+    return "\n\n".join([base, *blocks])
 
 
 def user_message(

@@ -29,15 +29,18 @@ from __future__ import annotations
 
 import json
 import time
+from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from earlyexp.agents.chat import ChatEncoder, Segment, flatten
+from earlyexp.agents.envpool import EnvView, PoolConfig, ResetRequest, make_pool
 from earlyexp.agents.policy import Completion, Policy, Prompt, SamplingParams
 from earlyexp.agents.prompting import (
     NO_ACTION,
+    ContextBlock,
     PromptConfig,
     conversation,
     parse_action,
@@ -48,11 +51,27 @@ from earlyexp.agents.prompting import (
 
 @dataclass(frozen=True)
 class EpisodeSpec:
-    """One episode to play: the split, the panel index (None: drawn from ``seed``), the seed."""
+    """One episode to play.
+
+    Attributes:
+        split: ``train``, ``test`` or ``ood``.
+        task: the panel index (None: drawn from ``seed``).
+        seed: the reset seed.
+        system: a system prompt that replaces the built one (None: built from the task).
+        context: blocks (a memory, a reflection, a revision guide) rendered after the system
+            prompt (:func:`~earlyexp.agents.prompting.system_prompt`).
+        snapshot: an env snapshot to start from (``reset`` of the same task, then
+            ``restore``): second attempts and branching without replaying a prefix.
+        label: a free tag the method sets (``attempt1``, ``revision``), kept in the trajectory.
+    """
 
     split: str
     task: int | None
     seed: int
+    system: str | None = None
+    context: tuple[ContextBlock, ...] = ()
+    snapshot: Any = None
+    label: str = ""
 
 
 @dataclass
@@ -89,6 +108,11 @@ class Trajectory:
     score: float = 0.0
     success: bool = False
     rubric: list[dict[str, Any]] = field(default_factory=list)
+    context: list[ContextBlock] = field(default_factory=list)
+    label: str = ""
+    snapshots: list[Any] = field(default_factory=list, repr=False)
+    """Env snapshots (runs with ``snapshots=True``): before each step, then the final state.
+    Not written to JSONL."""
 
     @property
     def parse_failures(self) -> int:
@@ -131,6 +155,8 @@ class Trajectory:
             "score": self.score,
             "success": self.success,
             "rubric": self.rubric,
+            "context": [asdict(b) for b in self.context],
+            "label": self.label,
             "parse_failures": self.parse_failures,
             "invalid": self.invalid,
             "tokens": self.tokens,
@@ -143,7 +169,8 @@ class Trajectory:
         """Inverse of :meth:`to_json`."""
         steps = [Step(**{k: v for k, v in s.items() if k != "parse_ok"}) for s in d["steps"]]
         keys = ("env_id", "split", "task", "seed", "system", "score", "success", "rubric")
-        traj = cls(**{k: d[k] for k in keys})
+        traj = cls(**{k: d[k] for k in keys}, label=d.get("label", ""))
+        traj.context = [ContextBlock(**b) for b in d.get("context", [])]
         traj.steps, traj.segments = steps, [Segment(**g) for g in d["segments"]]
         return traj
 
@@ -180,13 +207,12 @@ class RolloutStats:
 
 
 class _Slot:
-    """One env and the episode it is playing."""
+    """One env slot of the pool and the episode it is playing."""
 
-    def __init__(self, env: Any) -> None:
-        self.env = env
+    def __init__(self, slot: int) -> None:
+        self.slot = slot
         self.traj: Trajectory | None = None
-        self.obs = ""
-        self.info: dict[str, Any] = {}
+        self.view = EnvView("", {})
         self.turns: list[tuple[str, str]] = []  # (user text, assistant text)
         self.turn_segments: list[list[int]] = []  # segment indices of each finished turn
         self.format_error = False
@@ -197,9 +223,12 @@ class RolloutEngine:
     """Play episodes of one env id with a policy, ``num_envs`` at a time.
 
     Args:
-        policy: any :class:`~earlyexp.agents.policy.Policy`.
+        policy: any :class:`~earlyexp.agents.policy.Policy`; one with ``needs_expert = True``
+            (the scripted expert) gets each state's oracle action in ``Prompt.expert_action``,
+            computed where the env runs.
         prompt: how prompts are built (history window, ...).
         sampling: how completions are sampled.
+        pool: where the envs run (default: in this process).
     """
 
     def __init__(
@@ -207,10 +236,12 @@ class RolloutEngine:
         policy: Policy,
         prompt: PromptConfig | None = None,
         sampling: SamplingParams | None = None,
+        pool: PoolConfig | None = None,
     ) -> None:
         self.policy = policy
         self.prompt = prompt or PromptConfig()
         self.sampling = sampling or SamplingParams()
+        self.pool = pool or PoolConfig()
         tok = getattr(policy, "tokenizer", None)
         self.encoder = getattr(policy, "encoder", None) or (
             ChatEncoder(tok) if tok is not None else None
@@ -218,49 +249,71 @@ class RolloutEngine:
         self.stats = RolloutStats()
 
     def run(
-        self, env_id: str, episodes: Sequence[EpisodeSpec], num_envs: int = 8, **env_kwargs: Any
+        self,
+        env_id: str,
+        episodes: Sequence[EpisodeSpec],
+        num_envs: int = 8,
+        snapshots: bool = False,
+        **env_kwargs: Any,
     ) -> list[Trajectory]:
-        """Play ``episodes`` (in order of the returned list) with ``num_envs`` env slots."""
-        import gymnasium as gym
+        """Play ``episodes`` (in order of the returned list) with ``num_envs`` env slots.
 
-        import earlyexp.envs  # noqa: F401  (registers the ids)
-
+        ``snapshots=True`` records an env snapshot at every state (``Trajectory.snapshots``).
+        """
         if num_envs < 1:
             raise ValueError(f"Expect num_envs >= 1, actually: {num_envs}")
+        if not episodes:
+            return []
         start = time.perf_counter()
-        slots = [_Slot(gym.make(env_id, **env_kwargs)) for _ in range(min(num_envs, len(episodes)))]
-        queue = list(enumerate(episodes))
+        expert = bool(getattr(self.policy, "needs_expert", False))
+        n = min(num_envs, len(episodes))
+        pool = make_pool(env_id, n, self.pool, env_kwargs, expert, snapshots)
+        slots = [_Slot(i) for i in range(n)]
+        queue = deque(enumerate(episodes))
         results: dict[int, Trajectory] = {}
         try:
-            for slot in slots:
-                self._start(slot, env_id, queue)
-            while any(s.traj is not None for s in slots):
-                active = [s for s in slots if s.traj is not None]
+            self._start(pool, slots, env_id, queue)
+            while active := [s for s in slots if s.traj is not None]:
                 completions = self._generate(active)
-                for slot, comp in zip(active, completions, strict=True):
-                    if self._advance(slot, comp):
-                        results[slot.index] = slot.traj  # type: ignore[assignment]
-                        self._start(slot, env_id, queue)
+                actions = [self._reply(s, c) for s, c in zip(active, completions, strict=True)]
+                t0 = time.perf_counter()
+                views = pool.step([s.slot for s in active], actions)
+                self.stats.env_s += time.perf_counter() - t0
+                ended = [s for s, v in zip(active, views, strict=True) if self._observe(s, v)]
+                for s in ended:
+                    results[s.index] = s.traj  # type: ignore[assignment]
+                self._start(pool, ended, env_id, queue)
         finally:
-            for s in slots:
-                s.env.close()
+            pool.close()
         self.stats.total_s += time.perf_counter() - start
         return [results[i] for i in range(len(episodes))]
 
-    def _start(self, slot: _Slot, env_id: str, queue: list[tuple[int, EpisodeSpec]]) -> None:
-        """Reset ``slot`` onto the next queued episode (or mark it idle)."""
-        if not queue:
+    def _start(self, pool: Any, slots: list[_Slot], env_id: str, queue: deque) -> None:
+        """Reset ``slots`` onto the next queued episodes (slots left over go idle)."""
+        started = []
+        for slot in slots:
             slot.traj = None
+            if queue:
+                slot.index, spec = queue.popleft()
+                started.append((slot, spec))
+        if not started:
             return
-        slot.index, spec = queue.pop(0)
+        requests = [ResetRequest(s.slot, p.seed, p.split, p.task, p.snapshot) for s, p in started]
         t0 = time.perf_counter()
-        slot.obs, slot.info = slot.env.reset(
-            seed=spec.seed, options={"split": spec.split, "task": spec.task}
-        )
+        views = pool.reset(requests)
         self.stats.env_s += time.perf_counter() - t0
-        system = system_prompt(slot.env, slot.info, self.prompt.action_help)
+        for (slot, spec), view in zip(started, views, strict=True):
+            self._begin(slot, env_id, spec, view)
+
+    def _begin(self, slot: _Slot, env_id: str, spec: EpisodeSpec, view: EnvView) -> None:
+        grammar = view.action_help if self.prompt.action_help else ""
+        system = system_prompt(view.info["task"], grammar, spec.context, spec.system)
+        slot.view = view
         slot.traj = Trajectory(env_id, spec.split, spec.task, spec.seed, system)
+        slot.traj.context, slot.traj.label = list(spec.context), spec.label
         slot.turns, slot.turn_segments, slot.format_error = [], [], False
+        if view.snapshot is not None:
+            slot.traj.snapshots.append(view.snapshot)
         if self.encoder is not None:
             slot.traj.segments.append(self.encoder.system(system))
 
@@ -275,9 +328,9 @@ class RolloutEngine:
 
     def _prompt(self, slot: _Slot) -> Prompt:
         """Build the prompt of ``slot``'s next turn (and its user segment)."""
-        traj = slot.traj
+        traj, view = slot.traj, slot.view
         assert traj is not None
-        user = user_message(slot.obs, slot.info, self.prompt, slot.format_error)
+        user = user_message(view.obs, view.info, self.prompt, slot.format_error)
         messages = conversation(traj.system, slot.turns, user, self.prompt.window)
         ids = None
         if self.encoder is not None:
@@ -288,11 +341,11 @@ class RolloutEngine:
             ids, _ = flatten([traj.segments[i] for i in context])
         else:
             traj.steps.append(Step(user, "", None, False, 0.0, ""))
-        env = slot.env
-        return Prompt(messages, ids, list(slot.info.get("available_actions") or []), env)
+        actions = list(view.info.get("available_actions") or [])
+        return Prompt(messages, ids, actions, view.expert_action)
 
-    def _advance(self, slot: _Slot, comp: Completion) -> bool:
-        """Record ``comp`` as the slot's reply, step its env; True when the episode ended."""
+    def _reply(self, slot: _Slot, comp: Completion) -> str:
+        """Record ``comp`` as the slot's reply; return the action to send to the env."""
         traj = slot.traj
         assert traj is not None
         step = traj.steps[-1]
@@ -305,18 +358,22 @@ class RolloutEngine:
             if closing is not None:
                 traj.segments.append(closing)
             slot.turn_segments.append(list(range(step.context[-1], len(traj.segments))))
-        t0 = time.perf_counter()
-        slot.obs, reward, term, trunc, slot.info = slot.env.step(
-            NO_ACTION if action is None else action
-        )
-        self.stats.env_s += time.perf_counter() - t0
-        step.action_valid, step.reward = bool(slot.info["action_valid"]), float(reward)
-        step.feedback = str(slot.info.get("feedback", ""))
         slot.turns.append((step.user, comp.text))
         slot.format_error = action is None
-        if not (term or trunc):
+        return NO_ACTION if action is None else action
+
+    def _observe(self, slot: _Slot, view: EnvView) -> bool:
+        """Record the env's answer to the slot's last action; True when the episode ended."""
+        traj = slot.traj
+        assert traj is not None
+        step, slot.view = traj.steps[-1], view
+        step.action_valid, step.reward = bool(view.info["action_valid"]), view.reward
+        step.feedback = str(view.info.get("feedback", ""))
+        if view.snapshot is not None:
+            traj.snapshots.append(view.snapshot)
+        if not view.done:
             return False
-        traj.score = float(slot.info.get("score", reward))
-        traj.success = bool(slot.info.get("success", traj.score >= 1.0))
-        traj.rubric = list(slot.info.get("rubric", []))
+        traj.score = float(view.info.get("score", view.reward))
+        traj.success = bool(view.info.get("success", traj.score >= 1.0))
+        traj.rubric = list(view.info.get("rubric", []))
         return True

@@ -61,7 +61,7 @@ def plain_run(policy, env_id, n, sampling, window):
     tokens, start = 0, time.perf_counter()
     for i in range(n):
         obs, info = env.reset(seed=0, options={"split": "test", "task": i})
-        system, turns, done, error = system_prompt(env, info), [], False, False
+        system, turns, done, error = system_prompt(info["task"], env.unwrapped.action_help()), [], False, False
         while not done:
             user = user_message(obs, info, cfg, error)
             ids = policy.context_ids_from(conversation(system, turns, user, window))

@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from earlyexp.agents.backends.scripted import random_action
 from earlyexp.agents.prompting import (
     ACTION_CLOSE,
     ACTION_OPEN,
@@ -235,7 +236,7 @@ def corpus(env_ids: Sequence[str], episodes: int, seed: int) -> Iterator[str]:
         try:
             for ep in range(episodes):
                 obs, info = env.reset(seed=seed + ep, options={"split": "train"})
-                yield system_prompt(env, info)
+                yield system_prompt(info["task"], env.unwrapped.action_help())
                 yield from _episode_text(env, obs, info, rng, config)
         finally:
             env.close()
@@ -245,11 +246,10 @@ def _episode_text(env, obs: str, info: dict, rng: np.random.Generator, config: P
     done = False
     while not done:
         yield user_message(obs, info, config)
-        actions = info.get("available_actions") or [""]
         if rng.random() < 0.5:
             action = env.unwrapped.expert_action()
         else:
-            action = str(actions[int(rng.integers(len(actions)))])
+            action = random_action(info.get("available_actions") or [], rng)
         yield format_action(action)
         obs, _, term, trunc, info = env.step(action)
         done = term or trunc

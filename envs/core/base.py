@@ -286,6 +286,10 @@ class TextEnv(gym.Env[str, str], Generic[TaskT]):
         self._obs, self._feedback = snap.obs, snap.feedback
         self._set_state(snap.state)
 
+    def observe(self) -> tuple[str, StepInfo]:
+        """Return the current observation and info without acting (e.g. after :meth:`restore`)."""
+        return self._obs, self._info(True, final=self._done)
+
     def state_fingerprint(self) -> Any:
         """A value that compares equal exactly when the episode state is the same.
 
