@@ -52,7 +52,7 @@ def _parser_for(tp: Any) -> tuple[Any, bool]:
 
 def add_dataclass_args(parser: argparse.ArgumentParser, cls: type) -> None:
     """Add one ``--flag`` per field of dataclass ``cls`` to ``parser``."""
-    docs = field_docs(cls)
+    docs = field_docs_all(cls)
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
         conv, is_flag = _parser_for(hints[f.name])
@@ -80,3 +80,63 @@ def from_args(cls: type[C], ns: argparse.Namespace, **base: Any) -> C:
         if v is not None:
             values[f.name] = v
     return cls(**values)
+
+
+def field_names(cls: type) -> list[str]:
+    """The field names of dataclass ``cls``, in order."""
+    return [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
+
+
+def check_fields(cls: type, values: dict[str, Any], where: str = "") -> None:
+    """Raise a ValueError naming the valid fields when ``values`` has a key ``cls`` lacks."""
+    valid = field_names(cls)
+    unknown = sorted(set(values) - set(valid))
+    if unknown:
+        at = f" ({where})" if where else ""
+        raise ValueError(
+            f"Expect fields of {cls.__name__}{at}: {', '.join(valid)}; "
+            f"actually unknown: {', '.join(unknown)}"
+        )
+
+
+def with_values(config: C, values: dict[str, Any], where: str = "") -> C:
+    """A copy of dataclass ``config`` with ``values`` replaced (unknown names: ValueError)."""
+    check_fields(type(config), values, where)
+    return dataclasses.replace(config, **values)  # type: ignore[type-var]
+
+
+def parse_value(cls: type, name: str, text: str) -> Any:
+    """Convert the command-line text of field ``name`` of ``cls`` to the field's type."""
+    check_fields(cls, {name: text})
+    conv, is_flag = _parser_for(typing.get_type_hints(cls)[name])
+    if is_flag:
+        if text.lower() not in ("true", "false", "1", "0", "yes", "no"):
+            raise ValueError(f"Expect true or false for {cls.__name__}.{name}, actually: {text!r}")
+        return text.lower() in ("true", "1", "yes")
+    try:
+        return conv(text)
+    except ValueError as e:
+        raise ValueError(
+            f"Expect a valid value for {cls.__name__}.{name}, actually: {text!r}"
+        ) from e
+
+
+def describe_fields(cls: type) -> str:
+    """One line per field of ``cls``: name, type, default and docstring (a method's help)."""
+    docs = field_docs_all(cls)
+    hints = typing.get_type_hints(cls)
+    lines = []
+    for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+        default = f.default if f.default_factory is dataclasses.MISSING else f.default_factory()
+        tp = getattr(hints[f.name], "__name__", str(hints[f.name]))
+        lines.append(f"  {f.name} ({tp}, default {default!r}): {docs.get(f.name, '')}")
+    return "\n".join(lines)
+
+
+def field_docs_all(cls: type) -> dict[str, str]:
+    """:func:`field_docs` of ``cls`` and its dataclass bases (a subclass's text wins)."""
+    docs: dict[str, str] = {}
+    for base in reversed(cls.__mro__):
+        if dataclasses.is_dataclass(base):
+            docs.update(field_docs(base))
+    return docs

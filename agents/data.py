@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from earlyexp.agents.backends.scripted import ExpertPolicy
+from earlyexp.agents.envpool import PoolConfig
 from earlyexp.agents.prompting import Message, PromptConfig, conversation
 from earlyexp.agents.rollout import EpisodeSpec, RolloutEngine, Trajectory
 
@@ -39,9 +40,10 @@ def collect_expert(
     seed: int = 0,
     prompt: PromptConfig | None = None,
     num_envs: int = 16,
+    pool: PoolConfig | None = None,
 ) -> list[Trajectory]:
     """Play ``episodes`` train episodes of ``env_id`` with the expert (text trajectories)."""
-    engine = RolloutEngine(ExpertPolicy(), prompt)
+    engine = RolloutEngine(ExpertPolicy(), prompt, pool=pool)
     return engine.run(env_id, train_specs(episodes, seed), num_envs)
 
 

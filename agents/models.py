@@ -84,3 +84,26 @@ def require_local(model: str, method: str) -> Path:
             f"weights; actually an HTTP model: {model!r}. Use --model tiny or --model PATH."
         )
     return resolve_model(model)
+
+
+def resolve_device(device: str) -> str:
+    """``auto`` -> ``cuda`` when torch sees a GPU, else ``cpu``; validates the name.
+
+    Accepts ``auto``, ``cpu``, ``cuda`` and ``cuda:N``. Without torch installed, ``auto``
+    is ``cpu``.
+    """
+    if device not in ("auto", "cpu", "cuda") and not device.startswith("cuda:"):
+        raise ValueError(f"Expect device auto, cpu, cuda or cuda:N, actually: {device!r}")
+    if device == "cpu":
+        return device
+    try:
+        import torch
+    except ModuleNotFoundError as e:
+        if device == "auto":
+            return "cpu"
+        raise ValueError(f"Expect torch installed for device={device!r}, actually: missing") from e
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if not torch.cuda.is_available():
+        raise ValueError(f"Expect a visible CUDA device for device={device!r}, actually: none")
+    return device

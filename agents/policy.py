@@ -55,12 +55,16 @@ class Prompt:
         available_actions: ``info["available_actions"]`` of the current step.
         expert_action: the env oracle's action from this state, computed where the env runs,
             for policies that declare ``needs_expert = True`` (else None).
+        observation: the raw observation (for policies that act on it, not on ``messages``).
+        info: the raw step info (the ``StepInfo`` TypedDict).
     """
 
     messages: list[Message]
     token_ids: list[int] | None = None
     available_actions: list[str] = field(default_factory=list)
     expert_action: str | None = None
+    observation: str = ""
+    info: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass

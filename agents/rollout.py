@@ -342,7 +342,7 @@ class RolloutEngine:
         else:
             traj.steps.append(Step(user, "", None, False, 0.0, ""))
         actions = list(view.info.get("available_actions") or [])
-        return Prompt(messages, ids, actions, view.expert_action)
+        return Prompt(messages, ids, actions, view.expert_action, view.obs, view.info)
 
     def _reply(self, slot: _Slot, comp: Completion) -> str:
         """Record ``comp`` as the slot's reply; return the action to send to the env."""

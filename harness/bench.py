@@ -1,7 +1,8 @@
 """``earlyexp bench``: methods x envs x seeds -> a run folder with results, table and plots.
 
 Every finished cell is written at once to ``cells/<cell>.json``; a rerun with the same
-``--out`` skips finished cells, so an interrupted run resumes without losing work.
+``--out`` skips finished cells, so an interrupted run resumes without losing work. A cell
+whose method config changed since it finished is refused rather than mixed.
 """
 
 from __future__ import annotations
@@ -17,11 +18,14 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from earlyexp.harness.methods import METHODS, get_method, load_builtin_methods
+from earlyexp.agents.config import parse_value
+from earlyexp.agents.envpool import PoolConfig
+from earlyexp.agents.methods import Method, get_method, load_builtin_methods
+from earlyexp.agents.models import parse_model, resolve_device
+from earlyexp.agents.records import EpisodeRecord
 from earlyexp.harness.profiles import Profile, get_profile
-from earlyexp.harness.records import EpisodeRecord
 
-RESULT_KEYS = ("profile", "model", "eval_tasks")  # config fields that change finished cells
+RESULT_KEYS = ("profile", "model", "eval_tasks")  # bench options that change finished cells
 
 
 @dataclass
@@ -29,66 +33,144 @@ class BenchConfig:
     """Arguments of ``earlyexp bench``."""
 
     profile: str = "quick"
-    """Budget preset: quick (CPU, tiny model, minutes), smoke (seconds), standard, gpu."""
+    """Preset: quick (CPU, tiny model, minutes), smoke (seconds), standard, gpu."""
     methods: list[str] = field(default_factory=list)
-    """Methods to run, comma-separated (default: the profile's methods that are installed)."""
+    """Methods to run, comma-separated: registered names or module:function (default: the
+    profile's)."""
     envs: list[str] = field(default_factory=list)
     """Env ids, comma-separated (default: every registered id)."""
     seeds: list[int] = field(default_factory=list)
     """Seeds, comma-separated (default: the profile's)."""
     model: str = "tiny"
-    """LLM policy: 'tiny' (the built-in preset, trained locally) or a checkpoint path."""
+    """LLM policy: tiny (the built-in preset, trained locally), a checkpoint folder, or
+    http://HOST:PORT/v1#MODEL (an OpenAI-compatible server; evaluation-only methods)."""
     device: str = "auto"
-    """auto (cuda when available), cpu or cuda."""
+    """auto (cuda when available), cpu, cuda or cuda:N."""
     eval_tasks: int = 0
-    """Tasks per panel (0: the profile's value)."""
+    """Tasks per panel for every method (0: the profile's value)."""
+    set: list[str] = field(default_factory=list)
+    """Method config fields, comma-separated METHOD.FIELD=VALUE (e.g. il.lr=0.001); see
+    --help-method."""
+    workers: int = 0
+    """Ray actors hosting the envs (0: in this process); needs the ray extra."""
+    ray_address: str = ""
+    """Ray cluster to join with --workers (auto, ray://host:port; empty: a local Ray)."""
     out: str = ""
     """Run folder (default: runs/<profile>). An existing run folder is resumed."""
     fresh: bool = False
     """Delete the run folder's cells and report first, then start over."""
+    help_method: str = ""
+    """Print the config fields of this method (their defaults and help) and exit."""
+
+    def __post_init__(self) -> None:
+        # a comma-separated string is a list (BenchConfig(methods="il,random") from Python)
+        for name in ("methods", "envs", "set"):
+            value = getattr(self, name)
+            if isinstance(value, str):
+                setattr(self, name, [v.strip() for v in value.split(",") if v.strip()])
+        if isinstance(self.seeds, str):
+            self.seeds = [int(v) for v in self.seeds.split(",") if v.strip()]
+        if self.workers < 0:
+            raise ValueError(f"Expect --workers >= 0, actually: {self.workers}")
 
 
-def resolve_device(device: str) -> str:
-    """Map ``auto`` to ``cuda`` when torch sees a GPU, else ``cpu``."""
-    if device not in ("auto", "cpu", "cuda"):
-        raise ValueError(f"Expect --device auto, cpu or cuda, actually: {device!r}")
-    if device != "auto":
-        return device
-    try:
-        import torch
-    except ModuleNotFoundError:
-        return "cpu"
-    return "cuda" if torch.cuda.is_available() else "cpu"
+@dataclass(frozen=True)
+class Cell:
+    """One (method, env, seed) of a bench run, with its resolved method config."""
+
+    method: Method
+    env_id: str
+    seed: int
+    config: Any
+
+    @property
+    def name(self) -> str:
+        """File-safe name of the cell."""
+        return cell_name(self.method.name, self.env_id, self.seed)
 
 
-def plan_cells(cfg: BenchConfig, profile: Profile) -> list[tuple[str, str, int]]:
-    """Return the (method, env id, seed) cells to run, validating every name."""
+@dataclass
+class CellResult:
+    """A cell's outcome as written to ``cells/<name>.json``."""
+
+    method: str
+    env: str
+    seed: int
+    config: dict[str, Any]
+    status: str = "done"
+    episodes: list[EpisodeRecord] = field(default_factory=list)
+    error: str = ""
+    trace: str = ""
+    seconds: float = 0.0
+    cpu_seconds: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        """The cell file's content."""
+        d = asdict(self)
+        d["episodes"] = [e.to_json() for e in self.episodes]
+        return d
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> CellResult:
+        """Inverse of :meth:`to_json`."""
+        eps = [EpisodeRecord.from_json(e) for e in d.get("episodes", [])]
+        keep = {k: v for k, v in d.items() if k in cls.__dataclass_fields__ and k != "episodes"}
+        return cls(**keep, episodes=eps)
+
+
+def parse_sets(items: list[str]) -> dict[str, dict[str, str]]:
+    """``["il.lr=0.001", ...]`` -> ``{"il": {"lr": "0.001"}}`` (values still text)."""
+    out: dict[str, dict[str, str]] = {}
+    for item in items:
+        key, eq, value = item.partition("=")
+        method, dot, name = key.partition(".")
+        if not (eq and dot and method and name):
+            raise ValueError(f"Expect --set METHOD.FIELD=VALUE, actually: {item!r}")
+        out.setdefault(method.strip(), {})[name.strip()] = value.strip()
+    return out
+
+
+def _method_sets(method: Method, sets: dict[str, dict[str, str]]) -> dict[str, Any]:
+    raw = sets.get(method.name, {})
+    return {k: parse_value(method.config, k, v) for k, v in raw.items()}
+
+
+def plan_cells(cfg: BenchConfig, profile: Profile) -> list[Cell]:
+    """Return the cells to run with their configs, validating every name first."""
     import earlyexp.envs as envs
 
     load_builtin_methods()
-    if cfg.methods:
-        methods = [get_method(m).name for m in cfg.methods]
-    else:
-        methods = [m for m in profile.methods if m in METHODS]
-        missing = [m for m in profile.methods if m not in METHODS]
-        if missing:
-            print(f"note: methods not installed here, skipped: {', '.join(missing)}")
+    methods = [get_method(m) for m in (cfg.methods or profile.methods)]
+    if parse_model(cfg.model).is_remote:
+        trains = [m.name for m in methods if m.trains]
+        if trains:
+            raise ValueError(
+                f"Expect evaluation-only methods with an HTTP model (its weights cannot be "
+                f"trained here), actually: {', '.join(trains)} train weights; "
+                "use --model tiny or --model PATH"
+            )
+    sets = parse_sets(cfg.set)
+    unknown = sorted(set(sets) - {m.name for m in methods})
+    if unknown:
+        raise ValueError(f"Expect --set for methods being run, actually: {', '.join(unknown)}")
     env_ids = cfg.envs or envs.env_ids()
-    for e in env_ids:
-        envs.entry(e)  # raises a ValueError naming the valid ids
-    seeds = cfg.seeds or list(profile.seeds)
-    cells: list[tuple[str, str, int]] = []
+    cells: list[Cell] = []
     for env_id in env_ids:
+        tags = envs.entry(env_id).tags  # raises a ValueError naming the valid ids
         for m in methods:
-            if METHODS[m].kind == "sb3" and "control" not in envs.entry(env_id).tags:
-                continue  # SB3 baselines need a numeric view (control envs only)
-            cells.extend((m, env_id, s) for s in seeds)
+            if not m.runs_on(tags):
+                continue  # e.g. SB3 baselines need a numeric view (control envs only)
+            config = profile.config_for(m, env_id, _method_sets(m, sets))
+            if cfg.eval_tasks:
+                config = type(config)(**{**asdict(config), "eval_tasks": cfg.eval_tasks})
+            cells += [Cell(m, env_id, s, config) for s in (cfg.seeds or profile.seeds)]
     return cells
 
 
 def cell_name(method: str, env_id: str, seed: int) -> str:
     """File-safe name of a cell."""
-    return f"{method}__{env_id.replace('/', '_')}__s{seed}"
+    safe = method.replace(":", "_").replace("/", "_")
+    return f"{safe}__{env_id.replace('/', '_')}__s{seed}"
 
 
 def _write_json(path: Path, data: Any) -> None:
@@ -97,20 +179,38 @@ def _write_json(path: Path, data: Any) -> None:
     os.replace(tmp, path)
 
 
-def _check_resume(out: Path, cfg: BenchConfig, profile: Profile) -> None:
-    """Refuse to resume a run folder whose finished cells used other settings or budgets."""
+def _check_resume(out: Path, cfg: BenchConfig) -> None:
+    """Refuse to resume a run folder whose finished cells used other bench settings."""
     saved = out / "config.json"
     if not saved.exists() or cfg.fresh:
         return
     old = json.loads(saved.read_text())
     diff = [k for k in RESULT_KEYS if old.get(k) != asdict(cfg).get(k)]
-    if old.get("resolved_profile") != json.loads(json.dumps(asdict(profile))):
-        diff.append("profile budgets")
     if diff:
         raise ValueError(
             f"Expect the same {', '.join(diff)} as the run being resumed in {out} "
             f"(they changed); pass --fresh or another --out"
         )
+
+
+def _finished(path: Path, cell: Cell) -> CellResult | None:
+    """The finished result of ``cell`` in ``path`` (None if not finished).
+
+    A changed config is a ValueError: resuming would mix two configs in one table.
+    """
+    if not path.exists():
+        return None
+    prev = CellResult.from_json(json.loads(path.read_text()))
+    if prev.status != "done":
+        return None
+    now = json.loads(json.dumps(asdict(cell.config)))
+    if prev.config != now:
+        changed = sorted(k for k in set(now) | set(prev.config) if now.get(k) != prev.config.get(k))
+        raise ValueError(
+            f"Expect the same config as the finished cell {cell.name} being resumed, actually "
+            f"changed: {', '.join(changed)}; pass --fresh or another --out"
+        )
+    return prev
 
 
 def _clear_run(out: Path) -> None:
@@ -121,32 +221,26 @@ def _clear_run(out: Path) -> None:
         (out / name).unlink(missing_ok=True)
 
 
-def run_cell(
-    method: str, env_id: str, seed: int, profile: Profile, cfg: BenchConfig, out: Path
-) -> dict:
-    """Run one cell and return its JSON record (status ``done`` or ``error``)."""
-    m = get_method(method)
-    cell_dir = out / "cells" / cell_name(method, env_id, seed)
+def run_cell(cell: Cell, cfg: BenchConfig, out: Path) -> CellResult:
+    """Run one cell (status ``done`` or ``error``: a failed cell must not lose the others)."""
+    cell_dir = out / "cells" / cell.name
     cell_dir.mkdir(parents=True, exist_ok=True)
-    budget = profile.budget(m.kind, env_id, cfg.eval_tasks or None)
+    result = CellResult(cell.method.name, cell.env_id, cell.seed, asdict(cell.config))
+    pool = PoolConfig(cfg.workers, cfg.ray_address or None)
     start, cpu_start = time.perf_counter(), time.process_time()
-    record: dict[str, Any] = {
-        "method": method,
-        "env": env_id,
-        "seed": seed,
-        "budget": asdict(budget),
-    }
     try:
-        recs = m.fn(env_id=env_id, seed=seed, budget=budget, run_dir=cell_dir,
-                    device=resolve_device(cfg.device), model=cfg.model)  # fmt: skip
-        record.update(status="done", episodes=[r.to_json() for r in recs])
-    except Exception as e:  # a failed cell must not lose the others
-        record.update(
-            status="error", error=f"{type(e).__name__}: {e}", trace=traceback.format_exc()
-        )
-    record["seconds"] = round(time.perf_counter() - start, 2)
-    record["cpu_seconds"] = round(time.process_time() - cpu_start, 2)  # all threads of this process
-    return record
+        result.episodes = list(
+            cell.method.run(
+                env_id=cell.env_id, seed=cell.seed, config=cell.config, run_dir=cell_dir,
+                device=resolve_device(cfg.device), model=cfg.model, pool=pool,
+            )
+        )  # fmt: skip
+    except Exception as e:
+        result.status, result.error = "error", f"{type(e).__name__}: {e}"
+        result.trace = traceback.format_exc()
+    result.seconds = round(time.perf_counter() - start, 2)
+    result.cpu_seconds = round(time.process_time() - cpu_start, 2)  # all threads of this process
+    return result
 
 
 def run_bench(cfg: BenchConfig) -> Path:
@@ -154,31 +248,25 @@ def run_bench(cfg: BenchConfig) -> Path:
     from earlyexp.harness.report import write_report
 
     profile = get_profile(cfg.profile)
+    cells = plan_cells(cfg, profile)
     out = Path(cfg.out or f"runs/{cfg.profile}")
     out.mkdir(parents=True, exist_ok=True)
-    _check_resume(out, cfg, profile)
+    _check_resume(out, cfg)
     if cfg.fresh:
         _clear_run(out)
-    _write_json(out / "config.json", {**asdict(cfg), "resolved_profile": asdict(profile)})
-    cells = plan_cells(cfg, profile)
-    done = {}
-    for method, env_id, seed in tqdm(cells, desc="bench", unit="cell"):
-        path = out / "cells" / f"{cell_name(method, env_id, seed)}.json"
-        if path.exists() and not cfg.fresh:
-            prev = json.loads(path.read_text())
-            if prev.get("status") == "done":
-                done[path.name] = prev
-                continue
-        tqdm.write(f"running {method} on {env_id} (seed {seed})")
-        record = run_cell(method, env_id, seed, profile, cfg, out)
-        if record["status"] == "error":
-            tqdm.write(f"  error: {record['error']}")
-        _write_json(path, record)
-        done[path.name] = record
-    write_report(out, list(done.values()), cfg)
+    _write_json(out / "config.json", {**asdict(cfg), "resolved_profile": profile.describe()})
+    done: list[CellResult] = []
+    for cell in tqdm(cells, desc="bench", unit="cell"):
+        path = out / "cells" / f"{cell.name}.json"
+        prev = _finished(path, cell)
+        if prev is not None:
+            done.append(prev)
+            continue
+        tqdm.write(f"running {cell.method.name} on {cell.env_id} (seed {cell.seed})")
+        result = run_cell(cell, cfg, out)
+        if result.status == "error":
+            tqdm.write(f"  error: {result.error}")
+        _write_json(path, result.to_json())
+        done.append(result)
+    write_report(out, done, cfg)
     return out
-
-
-def episodes_of(cell: dict) -> list[EpisodeRecord]:
-    """The episode records of a finished cell."""
-    return [EpisodeRecord.from_json(e) for e in cell.get("episodes", [])]

@@ -56,8 +56,9 @@ def _choose(policy: str, env, info: dict, rng) -> str | None:
     if policy == "expert":
         return env.unwrapped.expert_action()
     if policy == "random":
-        acts = info["available_actions"]
-        return acts[int(rng.integers(len(acts)))] if acts else env.action_space.sample()
+        from earlyexp.agents.backends.scripted import random_action
+
+        return random_action(info["available_actions"], rng)
     try:
         return input("action> ")
     except EOFError:
@@ -107,10 +108,24 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from earlyexp.harness.bench import BenchConfig, run_bench
 
     cfg = from_args(BenchConfig, args)
+    if cfg.help_method:
+        print(method_help(cfg.help_method))
+        return 0
     out = run_bench(cfg)
     print((out / "table.md").read_text())
     print(f"run folder: {out} (results.json, table.md, plots/, cells/)")
     return 0
+
+
+def method_help(name: str) -> str:
+    """A method's description and its config fields (``earlyexp bench --help-method NAME``)."""
+    from earlyexp.agents.config import describe_fields
+    from earlyexp.agents.methods import get_method
+
+    m = get_method(name)
+    head = f"{m.name} ({m.kind}{', trains weights' if m.trains else ''}): {m.description}"
+    doc = " ".join((m.config.__doc__ or "").split())
+    return f"{head}\nconfig {m.config.__name__}: {doc}\n{describe_fields(m.config)}"
 
 
 def cmd_serve(args: argparse.Namespace) -> int:

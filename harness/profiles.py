@@ -1,52 +1,109 @@
-"""Named budget presets for ``earlyexp bench``."""
+"""Named presets for ``earlyexp bench``: which methods run, on how many seeds, with which configs.
+
+A profile holds typed overrides, never magic keys: an :class:`Override` sets fields of every
+method config that is an instance of its ``config`` class (``LLMConfig``: all LLM methods;
+``LearnerConfig``: those that train; ``MethodConfig``: all), on the envs it names (or whose
+registry tags it lists; none: every env). A method's config for one env is its class defaults,
+then :data:`TAG_DEFAULTS`, then the profile's overrides in order, then ``--set`` values.
+A field name that the class lacks is a ValueError naming the valid fields.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
 
-from earlyexp.harness.methods import Budget
+from earlyexp.agents.config import check_fields, with_values
+from earlyexp.agents.methods import Method
+from earlyexp.agents.methods.common import LearnerConfig, LLMConfig, MethodConfig
+from earlyexp.agents.methods.sb3 import SB3Config
+
+WEBSHOP, SEARCHQA, TOOLCALL, FLIGHTS = (
+    "EarlyExp/WebShop-v0", "EarlyExp/SearchQA-v0", "EarlyExp/ToolCall-v0",
+    "EarlyExp/FlightBooking-v0",
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Override:
+    """Field values for the methods whose config is a ``config`` (subclasses included).
+
+    Attributes:
+        config: a config class; the override applies to configs that are instances of it.
+        values: field name -> value (checked against ``config``'s fields).
+        envs: env ids it applies to (empty: every env).
+        tags: registry tags it applies to, any of them (empty: no tag condition).
+    """
+
+    config: type
+    values: dict[str, Any]
+    envs: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        check_fields(self.config, self.values, "in a profile override")
+
+    def applies(self, config: Any, env_id: str, env_tags: tuple[str, ...]) -> bool:
+        """Whether this override sets fields of ``config`` on ``env_id``."""
+        return (
+            isinstance(config, self.config)
+            and (not self.envs or env_id in self.envs)
+            and (not self.tags or any(t in env_tags for t in self.tags))
+        )
+
+
+TAG_DEFAULTS: tuple[Override, ...] = (
+    # Control boards are the whole state and actions are one word: no history, short replies.
+    Override(LLMConfig, {"window": 0, "max_new_tokens": 8}, tags=("control",)),
+    # Tool calls and queries are longer.
+    Override(LLMConfig, {"max_new_tokens": 48}, tags=("tools",)),
+    # Search queries, clicks and typed form values.
+    Override(LLMConfig, {"max_new_tokens": 32}, tags=("web", "browser")),
+)
+"""LLM defaults by registry tag (``earlyexp.envs.registry``), below every profile."""
 
 
 @dataclass(frozen=True)
 class Profile:
-    """A preset: which methods run, on how many seeds, with which budgets.
+    """A preset.
 
     Attributes:
         name: the ``--profile`` value.
         description: one line for ``--help``.
         methods: methods run by default.
         seeds: seeds run by default.
-        eval_tasks: tasks per panel (first N of ``test`` and of ``ood``).
-        train_episodes: demonstrations / collected episodes for learning methods.
-        train_steps: training steps by method kind (``sb3``: env steps; ``llm``: optimizer steps).
-        env_overrides: per env id, Budget fields that replace the defaults (e.g. fewer eval tasks
-            for a browser env); ``eval_tasks_<kind>`` and ``train_steps_<kind>`` apply to one
-            method kind only (``scripted``, ``sb3``, ``llm``).
-        extra: method-specific knobs passed in ``Budget.extra``.
+        overrides: applied in order over the class defaults and :data:`TAG_DEFAULTS`.
     """
 
     name: str
     description: str
     methods: tuple[str, ...]
     seeds: tuple[int, ...]
-    eval_tasks: int
-    train_episodes: int
-    train_steps: dict[str, int]
-    env_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
-    extra: dict[str, Any] = field(default_factory=dict)
+    overrides: tuple[Override, ...] = field(default_factory=tuple)
 
-    def budget(self, kind: str, env_id: str, eval_tasks: int | None = None) -> Budget:
-        """Return the budget of a ``kind`` method on ``env_id`` (``eval_tasks`` overrides)."""
-        over = self.env_overrides.get(env_id, {})
-        return Budget(
-            eval_tasks=eval_tasks
-            or over.get(f"eval_tasks_{kind}", over.get("eval_tasks", self.eval_tasks)),
-            train_episodes=over.get("train_episodes", self.train_episodes),
-            train_steps=over.get(f"train_steps_{kind}", self.train_steps.get(kind, 0)),
-            extra={**self.extra, **over.get("extra", {})},
-        )
+    def config_for(self, method: Method, env_id: str, sets: dict[str, Any] | None = None) -> Any:
+        """The resolved config of ``method`` on ``env_id`` (``sets``: ``--set`` values)."""
+        import earlyexp.envs as envs
 
+        tags = envs.entry(env_id).tags
+        config = method.config()
+        for o in (*TAG_DEFAULTS, *self.overrides):
+            if o.applies(config, env_id, tags):
+                config = with_values(config, o.values, f"profile {self.name}")
+        if sets:
+            config = with_values(config, sets, f"--set for {method.name}")
+        return config
+
+    def describe(self) -> list[dict[str, Any]]:
+        """The overrides as plain data (for config.json)."""
+        return [
+            {"config": o.config.__name__, "values": o.values, "envs": list(o.envs),
+             "tags": list(o.tags)}
+            for o in self.overrides
+        ]  # fmt: skip
+
+
+TEXT_ENVS = (WEBSHOP, SEARCHQA, TOOLCALL)
 
 PROFILES: dict[str, Profile] = {
     p.name: p
@@ -56,71 +113,58 @@ PROFILES: dict[str, Profile] = {
             description="CPU, tiny model, minutes: the README's main command",
             methods=("random", "expert", "ppo", "prompt", "il"),
             seeds=(0,),
-            eval_tasks=100,
-            train_episodes=1000,
-            # llm: the tiny model trained from scratch first sits on an action-frequency
-            # plateau, then learns where things are on the board (after ~600 SFT steps in our
-            # runs); the control envs get 3,000 (about 4-5 min each on 2 cores). The text envs
-            # get small budgets: within minutes the tiny model learns the action format, not
-            # yet the copying from the page that they need.
-            train_steps={"sb3": 50_000, "llm": 3000},
-            extra={"threads": 2},
-            env_overrides={
-                "EarlyExp/Sokoban-v0": {"train_episodes": 4000},
-                "EarlyExp/WebShop-v0": {
-                    "eval_tasks_llm": 10,
-                    "train_episodes": 100,
-                    "train_steps_llm": 100,
-                    "extra": {"window": 0},
-                },
-                "EarlyExp/SearchQA-v0": {
-                    "eval_tasks_llm": 20,
-                    "train_episodes": 100,
-                    "train_steps_llm": 100,
-                    "extra": {"sft_batch_size": 8, "window": 0},
-                },
-                "EarlyExp/ToolCall-v0": {
-                    "eval_tasks_llm": 10,
-                    "train_episodes": 100,
-                    "train_steps_llm": 100,
-                    "extra": {"sft_batch_size": 8, "window": 0},
-                },
-                "EarlyExp/FlightBooking-v0": {
-                    "eval_tasks": 10,
-                    "eval_tasks_llm": 3,
-                    "train_episodes": 20,
-                    "train_steps_llm": 50,
-                    "extra": {"window": 0},
-                },
-            },  # fmt: skip
+            overrides=(
+                Override(LLMConfig, {"threads": 2}),
+                # the tiny model trained from scratch first sits on an action-frequency
+                # plateau, then learns where things are on the board (after ~600 SFT steps in
+                # our runs); the control envs get 3,000 (about 4-5 min each on 2 cores).
+                Override(LearnerConfig, {"steps": 3000, "train_episodes": 1000}),
+                Override(LearnerConfig, {"train_episodes": 4000}, envs=("EarlyExp/Sokoban-v0",)),
+                # The text envs get small budgets: within minutes the tiny model learns the
+                # action format, not yet the copying from the page that they need.
+                Override(LLMConfig, {"window": 0}, envs=(*TEXT_ENVS, FLIGHTS)),
+                Override(LLMConfig, {"eval_tasks": 10}, envs=(WEBSHOP, TOOLCALL)),
+                Override(LLMConfig, {"eval_tasks": 20}, envs=(SEARCHQA,)),
+                Override(LearnerConfig, {"train_episodes": 100, "steps": 100}, envs=TEXT_ENVS),
+                Override(LearnerConfig, {"sft_batch_size": 8}, envs=(SEARCHQA, TOOLCALL)),
+                Override(MethodConfig, {"eval_tasks": 10}, envs=(FLIGHTS,)),
+                Override(LLMConfig, {"eval_tasks": 3}, envs=(FLIGHTS,)),
+                Override(LearnerConfig, {"train_episodes": 20, "steps": 50}, envs=(FLIGHTS,)),
+            ),
         ),
         Profile(
             name="smoke",
             description="seconds: a few tasks, tiny budgets (tests and CI smoke runs)",
             methods=("random", "expert"),
             seeds=(0,),
-            eval_tasks=3,
-            train_episodes=4,
-            train_steps={"sb3": 256, "llm": 4},
+            overrides=(
+                Override(MethodConfig, {"eval_tasks": 3}),
+                Override(LearnerConfig, {"train_episodes": 4, "steps": 4}),
+                Override(SB3Config, {"steps": 256}),
+            ),
         ),
         Profile(
             name="standard",
             description="CPU or GPU, hours: full panels, 3 seeds",
             methods=("random", "expert", "ppo", "dqn", "prompt", "il"),
             seeds=(0, 1, 2),
-            eval_tasks=500,
-            train_episodes=2000,
-            train_steps={"sb3": 500_000, "llm": 3000},
+            overrides=(
+                Override(MethodConfig, {"eval_tasks": 500}),
+                Override(LearnerConfig, {"train_episodes": 2000, "steps": 3000}),
+                Override(SB3Config, {"steps": 500_000}),
+            ),
         ),
         Profile(
             name="gpu",
             description="GPU: a real checkpoint (--model PATH), bf16, batched generation",
             methods=("random", "expert", "prompt", "il"),
             seeds=(0, 1, 2),
-            eval_tasks=500,
-            train_episodes=5000,
-            train_steps={"sb3": 1_000_000, "llm": 5000},
-            extra={"batch_size": 64},
+            overrides=(
+                Override(MethodConfig, {"eval_tasks": 500}),
+                Override(LLMConfig, {"batch_size": 64}),
+                Override(LearnerConfig, {"train_episodes": 5000, "steps": 5000}),
+                Override(SB3Config, {"steps": 1_000_000}),
+            ),
         ),
     ]
 }

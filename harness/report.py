@@ -6,10 +6,13 @@ import json
 from collections import defaultdict
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from earlyexp.harness.records import EpisodeRecord
+from earlyexp.agents.records import EpisodeRecord
 from earlyexp.harness.stats import wilson_interval
+
+if TYPE_CHECKING:
+    from earlyexp.harness.bench import CellResult
 
 
 @dataclass(frozen=True)
@@ -42,19 +45,19 @@ def summarize(records: list[EpisodeRecord]) -> SplitSummary | None:
     )  # fmt: skip
 
 
-def summary_rows(cells: list[dict]) -> list[dict[str, Any]]:
+def summary_rows(cells: list[CellResult]) -> list[dict[str, Any]]:
     """One row per (env, method): ID (test) and OOD summaries pooled over seeds."""
     pooled: dict[tuple[str, str], list[EpisodeRecord]] = defaultdict(list)
     errors: dict[tuple[str, str], str] = {}
     seeds: dict[tuple[str, str], list[int]] = defaultdict(list)
     seconds: dict[tuple[str, str], float] = defaultdict(float)
     for cell in cells:
-        key = (cell["env"], cell["method"])
-        seeds[key].append(cell["seed"])
-        seconds[key] += float(cell.get("seconds", 0.0))
-        if cell.get("status") != "done":
-            errors[key] = cell.get("error", "not finished")
-        pooled[key] += [EpisodeRecord.from_json(e) for e in cell.get("episodes", [])]
+        key = (cell.env, cell.method)
+        seeds[key].append(cell.seed)
+        seconds[key] += cell.seconds
+        if cell.status != "done":
+            errors[key] = cell.error or "not finished"
+        pooled[key] += cell.episodes
     rows = []
     for (env, method), recs in sorted(pooled.items()):
         ids = summarize([r for r in recs if r.split == "test"])
@@ -128,17 +131,17 @@ def plot_success(rows: list[dict[str, Any]], path: Path) -> bool:
     return True
 
 
-def write_report(out: Path, cells: list[dict], cfg: Any) -> str:
+def write_report(out: Path, cells: list[CellResult], cfg: Any) -> str:
     """Write results.json, table.md and plots/success.png into ``out``; return the table."""
     rows = summary_rows(cells)
     table = markdown_table(rows)
     (out / "plots").mkdir(exist_ok=True)
     plotted = plot_success(rows, out / "plots" / "success.png")
-    results = {"config": asdict(cfg), "summary": rows, "cells": cells}
+    results = {"config": asdict(cfg), "summary": rows, "cells": [c.to_json() for c in cells]}
     (out / "results.json").write_text(json.dumps(results, indent=1))
     note = "" if plotted else "\n\n(plots skipped: install the `report` extra for matplotlib)"
-    wall = sum(float(c.get("seconds", 0.0)) for c in cells)
-    cpu = sum(float(c.get("cpu_seconds", 0.0)) for c in cells)
+    wall = sum(c.seconds for c in cells)
+    cpu = sum(c.cpu_seconds for c in cells)
     (out / "table.md").write_text(
         f"# earlyexp bench: profile {cfg.profile}\n\n"
         "Success = the env's success flag; ID = the `test` panel, OOD = the `ood` panel; "

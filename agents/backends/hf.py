@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from earlyexp.agents.chat import ChatEncoder
+from earlyexp.agents.models import resolve_device
 from earlyexp.agents.policy import Completion, Prompt, SamplingParams
 
 
@@ -45,18 +46,6 @@ def cpu_threads(n: int) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(before)
-
-
-def resolve_device(device: str) -> str:
-    """``auto`` -> ``cuda`` when available else ``cpu``; validates the name."""
-    torch = require_torch()
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
-        raise ValueError(f"Expect device in ('auto', 'cpu', 'cuda'), actually: {device!r}")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"Expect a visible CUDA device for device={device!r}, actually: none")
-    return device
 
 
 def load_model(

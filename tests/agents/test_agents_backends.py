@@ -113,14 +113,15 @@ def test_expert_and_random_policies_share_the_protocol():
 
     env = gym.make(FL)
     _, info = env.reset(seed=0, options={"split": "test", "task": 0})
-    prompt = Prompt(MESSAGES, available_actions=info["available_actions"], env=env)
+    expert = env.unwrapped.expert_action()
+    prompt = Prompt(MESSAGES, available_actions=info["available_actions"], expert_action=expert)
     (e,) = ExpertPolicy().complete([prompt], SamplingParams())
     assert parse_action(e.text) == env.unwrapped.expert_action()
     picks = {
         parse_action(c.text) for c in RandomPolicy(0).complete([prompt] * 40, SamplingParams())
     }
     assert picks == set(info["available_actions"])
-    with pytest.raises(ValueError, match="Prompt.env"):
+    with pytest.raises(ValueError, match="Prompt.expert_action"):
         ExpertPolicy().complete([Prompt(MESSAGES)], SamplingParams())
 
 

@@ -23,7 +23,7 @@ def test_bench_cli_runs_prompt_and_il(tiny_path, tmp_path, monkeypatch, capsys):
         assert cell["status"] == "done", cell.get("trace")
         eps = cell["episodes"]
         assert sorted({e["split"] for e in eps}) == ["ood", "test"]
-        assert len(eps) == 2 * cell["budget"]["eval_tasks"]
+        assert len(eps) == 2 * cell["config"]["eval_tasks"]
         assert all(e["tokens"] > 0 and e["steps"] >= 1 for e in eps)
     il_dir = out / "cells" / f"il__{FL.replace('/', '_')}__s0"
     assert (il_dir / "expert_sft.jsonl").exists() and (

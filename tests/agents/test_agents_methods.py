@@ -1,31 +1,62 @@
-"""Method knobs: defaults, registry-tag defaults, budget.extra on top; model resolution."""
+"""The method registry: every registered method runs with the smoke profile on FrozenLake.
+
+One registration earns a method this test (STYLE.md: tests state contracts).
+"""
 
 from __future__ import annotations
 
 import pytest
 
-from earlyexp.agents.methods import LLMKnobs, prompt_config
-from earlyexp.agents.models import resolve_model
-from earlyexp.harness.methods import get_method
+from earlyexp.agents.methods import METHODS, get_method, load_builtin_methods
+from earlyexp.agents.methods.common import LLMConfig, prompt_config
+from earlyexp.agents.models import parse_model, resolve_model
+
+FL = "EarlyExp/FrozenLake-v0"
+load_builtin_methods()
 
 
-def test_knobs_layer_defaults_tags_and_extra():
-    plain = LLMKnobs.from_extra({})
-    assert plain == LLMKnobs()
-    control = LLMKnobs.from_extra({"lr": 0.01, "not_ours": 1}, "EarlyExp/FrozenLake-v0")
-    assert (control.window, control.max_new_tokens, control.lr) == (0, 8, 0.01)
-    assert LLMKnobs.from_extra({"window": 3}, "EarlyExp/Sokoban-v0").window == 3
+@pytest.mark.parametrize("name", sorted(METHODS))
+def test_every_method_runs_the_smoke_profile_and_returns_test_and_ood_records(
+    name, tiny_path, tmp_path, monkeypatch
+):
+    from earlyexp.harness.profiles import get_profile
+
+    monkeypatch.setenv("EARLYEXP_CACHE", str(tiny_path.parent.parent))  # reuse the built model
+    method = get_method(name)
+    if method.kind == "sb3":
+        pytest.importorskip("stable_baselines3")
+    config = get_profile("smoke").config_for(method, FL)
+    records = method.run(
+        env_id=FL, seed=0, config=config, run_dir=tmp_path, device="cpu", model="tiny:test"
+    )
+    assert sorted({r.split for r in records}) == ["ood", "test"]
+    assert len(records) == 2 * config.eval_tasks
+    assert all(r.steps >= 1 for r in records)
 
 
 def test_prompt_config_turns_action_help_off_only_for_tiny():
-    assert prompt_config(LLMKnobs(), "tiny").action_help is False
-    assert prompt_config(LLMKnobs(), "/models/qwen").action_help is True
-    assert prompt_config(LLMKnobs(action_help=True), "tiny").action_help is True
+    assert prompt_config(LLMConfig(), "tiny").action_help is False
+    assert prompt_config(LLMConfig(), "/models/qwen").action_help is True
+    assert prompt_config(LLMConfig(action_help=True), "tiny").action_help is True
 
 
-def test_methods_are_registered_as_llm():
-    for name in ("prompt", "il"):
-        assert get_method(name).kind == "llm"
+def test_registry_kinds_and_third_party_methods():
+    assert get_method("il").trains and not get_method("prompt").trains
+    assert get_method("ppo").requires == ("control",)
+    ext = get_method("earlyexp.agents.methods.scripted:run_expert")
+    assert ext is METHODS["expert"]  # a registered function keeps its registration
+    with pytest.raises(ValueError, match="module:function"):
+        get_method("telepathy")
+    with pytest.raises(ValueError, match="importable"):
+        get_method("no_such_module_xyz:run")
+
+
+def test_model_specs():
+    spec = parse_model("http://127.0.0.1:8000/v1#qwen")
+    assert spec.is_remote and spec.url == "http://127.0.0.1:8000/v1" and spec.name == "qwen"
+    with pytest.raises(ValueError, match="#MODEL"):
+        parse_model("http://127.0.0.1:8000/v1")
+    assert parse_model("tiny").is_tiny
 
 
 def test_resolve_model_rejects_a_folder_without_config(tmp_path):

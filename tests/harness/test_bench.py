@@ -110,7 +110,56 @@ def test_bench_refuses_to_resume_after_the_profile_budgets_changed(tmp_path, mon
     out = tmp_path / "run"
     cfg = BenchConfig(profile="smoke", envs=CONTROL[:1], methods=["random"], out=str(out))
     run_bench(cfg)
-    changed = dataclasses.replace(profiles.PROFILES["smoke"], train_episodes=99)
-    monkeypatch.setitem(profiles.PROFILES, "smoke", changed)
-    with pytest.raises(ValueError, match="profile budgets"):
+    smoke = profiles.PROFILES["smoke"]
+    more = (*smoke.overrides, profiles.Override(profiles.MethodConfig, {"eval_tasks": 4}))
+    monkeypatch.setitem(profiles.PROFILES, "smoke", dataclasses.replace(smoke, overrides=more))
+    with pytest.raises(ValueError, match="changed: eval_tasks"):
         run_bench(cfg)
+
+
+def test_profile_overrides_and_set_reject_misspelt_fields():
+    from earlyexp.agents.methods.common import LLMConfig
+    from earlyexp.harness.profiles import Override
+
+    with pytest.raises(ValueError, match="group_sise.*|batch_size"):
+        Override(LLMConfig, {"group_sise": 4})
+    with pytest.raises(ValueError, match="Expect fields of RandomConfig.*batch_size"):
+        run_bench(BenchConfig(profile="smoke", envs=CONTROL[:1], methods=["random"],
+                              set=["random.batch_sise=2"], out="/nonexistent"))  # fmt: skip
+    with pytest.raises(ValueError, match="METHOD.FIELD=VALUE"):
+        run_bench(BenchConfig(profile="smoke", methods=["random"], set=["lr=1"]))
+
+
+def test_profile_resolves_typed_configs_in_layers():
+    from earlyexp.agents.methods import get_method
+    from earlyexp.harness.profiles import get_profile
+
+    quick, il = get_profile("quick"), get_method("il")
+    fl = quick.config_for(il, "EarlyExp/FrozenLake-v0")
+    assert (fl.window, fl.max_new_tokens, fl.steps, fl.threads) == (0, 8, 3000, 2)  # tag, profile
+    ws = quick.config_for(il, "EarlyExp/WebShop-v0", {"lr": 0.01})
+    assert (ws.eval_tasks, ws.steps, ws.max_new_tokens, ws.lr) == (10, 100, 32, 0.01)
+    fb = quick.config_for(get_method("expert"), "EarlyExp/FlightBooking-v0")
+    assert fb.eval_tasks == 10 and quick.config_for(il, "EarlyExp/FlightBooking-v0").eval_tasks == 3
+
+
+def test_bench_methods_list_is_not_split_into_characters(tmp_path):
+    out = tmp_path / "run"
+    run_bench(BenchConfig(profile="smoke", envs=CONTROL[:1], methods="random,expert", out=str(out)))
+    assert sorted(p.name.split("__")[0] for p in (out / "cells").glob("*.json")) == [
+        "expert", "random"
+    ]  # fmt: skip
+
+
+def test_http_model_is_refused_for_methods_that_train(tmp_path):
+    cfg = BenchConfig(profile="smoke", envs=CONTROL[:1], methods=["il"],
+                      model="http://127.0.0.1:9/v1#m", out=str(tmp_path))  # fmt: skip
+    with pytest.raises(ValueError, match="il train weights"):
+        run_bench(cfg)
+    assert not (tmp_path / "cells").exists()
+
+
+def test_help_method_prints_the_config_fields(capsys):
+    assert main(["bench", "--help-method", "il"]) == 0
+    out = capsys.readouterr().out
+    assert "ILConfig" in out and "sft_batch_size" in out and "Peak learning rate" in out

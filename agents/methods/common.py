@@ -1,0 +1,135 @@
+"""What the methods share: their config bases and the helpers every ``run`` composes.
+
+Config classes form a small hierarchy, so a profile can set a field for every method that
+has it (``LLMConfig.window`` for all LLM methods, ``LearnerConfig.steps`` for all that
+train): :class:`MethodConfig` (every method) -> :class:`LLMConfig` (LLM policies) ->
+:class:`LearnerConfig` (LLM methods that train weights). Each field's docstring is its help.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from earlyexp.agents.envpool import PoolConfig
+from earlyexp.agents.evaluate import play_panels, to_record
+from earlyexp.agents.models import is_tiny, parse_model, resolve_model
+from earlyexp.agents.policy import Policy, SamplingParams
+from earlyexp.agents.prompting import PromptConfig
+from earlyexp.agents.records import EpisodeRecord
+from earlyexp.agents.rollout import RolloutEngine
+
+
+@dataclass
+class MethodConfig:
+    """Fields every method has."""
+
+    eval_tasks: int = 100
+    """Tasks evaluated per panel: the first N of test (ID) and of ood (OOD)."""
+    batch_size: int = 32
+    """Envs stepped together (the generation batch of LLM policies)."""
+
+    def __post_init__(self) -> None:
+        for name in ("eval_tasks", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"Expect {name} >= 1, actually: {getattr(self, name)}")
+
+
+@dataclass
+class LLMConfig(MethodConfig):
+    """Fields of every method that plays an LLM policy."""
+
+    max_new_tokens: int = 16
+    """Tokens generated per turn at most."""
+    window: int = 2
+    """Previous (observation, action) turns kept in the prompt."""
+    temperature: float = 0.0
+    """Sampling temperature at evaluation (0: greedy)."""
+    threads: int = 1
+    """Torch CPU threads while the method runs (0: torch's default)."""
+    action_help: bool | None = None
+    """Describe the action grammar in the system prompt (None: off for the tiny preset, whose
+    tokens the grammar text only dilutes; on for real models)."""
+
+
+@dataclass
+class LearnerConfig(LLMConfig):
+    """Fields of every LLM method that trains weights."""
+
+    train_episodes: int = 1000
+    """Episodes of the train stream played to collect training data."""
+    steps: int = 3000
+    """Optimizer steps."""
+    lr: float = 2e-3
+    """Peak learning rate (AdamW, warmup then cosine decay)."""
+    sft_batch_size: int = 16
+    """Examples per optimizer step."""
+    checkpoint_every: int = 500
+    """Save the training state every this many steps (0: never); a killed cell resumes there."""
+
+
+def prompt_config(config: LLMConfig, model: str) -> PromptConfig:
+    """The prompt settings of a method run."""
+    help_on = config.action_help if config.action_help is not None else not is_tiny(model)
+    return PromptConfig(window=config.window, action_help=help_on)
+
+
+def eval_sampling(config: LLMConfig, seed: int) -> SamplingParams:
+    """How an LLM method's evaluation samples."""
+    return SamplingParams(
+        max_new_tokens=config.max_new_tokens, temperature=config.temperature, seed=seed
+    )
+
+
+@contextmanager
+def torch_threads(config: LLMConfig, model: str) -> Iterator[None]:
+    """Run the block with ``config.threads`` torch threads (nothing to set for an HTTP model)."""
+    if parse_model(model).is_remote:
+        yield
+        return
+    from earlyexp.agents.backends.hf import cpu_threads
+
+    with cpu_threads(config.threads):
+        yield
+
+
+def load_policy(model: str, device: str, batch_size: int) -> Policy:
+    """The policy of ``--model``: an HF model (tiny or a folder) or an OpenAI-compatible server."""
+    spec = parse_model(model)
+    if spec.is_remote:
+        from earlyexp.agents.backends.openai_http import OpenAIPolicy
+
+        assert spec.url is not None
+        return OpenAIPolicy(spec.url, spec.name, max_concurrency=batch_size)
+    from earlyexp.agents.backends.hf import HFPolicy
+
+    return HFPolicy.from_pretrained(resolve_model(model), device, batch_size=batch_size)
+
+
+def evaluate_policy(
+    policy: Policy,
+    env_id: str,
+    config: MethodConfig,
+    seed: int,
+    run_dir: Path,
+    prompt: PromptConfig | None = None,
+    sampling: SamplingParams | None = None,
+    pool: PoolConfig | None = None,
+    num_envs: int | None = None,
+) -> list[EpisodeRecord]:
+    """Play the first ``config.eval_tasks`` tasks of each eval panel; write trajectories."""
+    engine = RolloutEngine(policy, prompt, sampling, pool)
+    trajs = play_panels(
+        engine, env_id, config.eval_tasks, seed, num_envs or config.batch_size, run_dir=run_dir
+    )
+    return [to_record(t) for t in trajs]
+
+
+def close_policy(policy: Any) -> None:
+    """Close a policy that holds connections (the HTTP backend)."""
+    close = getattr(policy, "close", None)
+    if callable(close):
+        close()
