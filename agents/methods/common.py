@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from earlyexp.agents.envpool import PoolConfig
-from earlyexp.agents.evaluate import play_panels, to_record
+from earlyexp.agents.evaluation import play_panels, to_record
 from earlyexp.agents.models import is_tiny, parse_model, resolve_model
 from earlyexp.agents.policy import Policy, SamplingParams
 from earlyexp.agents.prompting import PromptConfig
