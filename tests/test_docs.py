@@ -58,3 +58,24 @@ def test_readme_quick_start_runs():
     exec(compile(code, "README quick start", "exec"), scope)  # our own README, not agent input
     assert scope["info"]["success"] is True
     assert isinstance(scope["env"], gym.Env)
+
+
+def _block_after(marker: str) -> str:
+    return README.split(marker)[1].split("```python")[1].split("```")[0]
+
+
+def test_readme_evaluate_recipe_runs():
+    scope: dict = {}
+    exec(compile(_block_after("**Evaluate your own policy.**"), "README evaluate", "exec"), scope)
+    assert len(scope["result"].records) == 50
+
+
+def test_readme_new_method_recipe_registers_a_method(monkeypatch):
+    from earlyexp.agents import methods
+
+    monkeypatch.setattr(methods, "METHODS", dict(methods.METHODS))
+    scope: dict = {}
+    exec(compile(_block_after("**A new method in one module.**"), "README method", "exec"), scope)
+    m = methods.get_method("mine")
+    assert m.config is scope["MineConfig"] and m.run is scope["run"]
+    assert m.config().temperature == 0.7
