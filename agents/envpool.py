@@ -38,6 +38,7 @@ class EnvView:
             ``expert=True``, while the episode runs), else None.
         action_help: the env's action grammar text (on reset only, else ``""``).
         snapshot: a snapshot of this state (pools made with ``snapshots=True``), else None.
+        summary: ``env.summarize`` of this state (branching only, else ``""``).
     """
 
     obs: str
@@ -48,6 +49,7 @@ class EnvView:
     expert_action: str | None = None
     action_help: str = ""
     snapshot: Any = None
+    summary: str = ""
 
     @property
     def done(self) -> bool:
@@ -64,6 +66,29 @@ class ResetRequest:
     split: str
     task: int | None
     snapshot: Any = None
+
+
+@dataclass(frozen=True)
+class BranchRequest:
+    """From ``snapshot``, try each of ``actions`` in ``slot``'s env (restoring in between)."""
+
+    slot: int
+    snapshot: Any
+    actions: tuple[str, ...]
+
+
+@dataclass
+class BranchResult:
+    """What each action of a :class:`BranchRequest` did, and whether restoring failed.
+
+    Attributes:
+        outcomes: one view per action, each stepped from the snapshot (``summary`` set).
+        desync: per action, True when the env restored after it did not render the
+            snapshot's observation or state again (that sample must be dropped).
+    """
+
+    outcomes: list[EnvView]
+    desync: list[bool]
 
 
 @dataclass(frozen=True)
@@ -95,6 +120,10 @@ class EnvPool(Protocol):
 
     def step(self, slots: Sequence[int], actions: Sequence[str]) -> list[EnvView]:
         """Step ``slots[i]`` with ``actions[i]``; views in the same order."""
+        ...
+
+    def branch(self, requests: Sequence[BranchRequest]) -> list[BranchResult]:
+        """Try actions from snapshots; results in request order."""
         ...
 
     def close(self) -> None:
@@ -150,6 +179,25 @@ class EnvHost:
             views.append(self._extras(slot, EnvView(obs, dict(info), float(reward), term, trunc)))
         return views
 
+    def branch(self, requests: Sequence[BranchRequest]) -> list[BranchResult]:
+        """Step each request's actions from its snapshot, restoring and checking in between."""
+        return [self._branch_one(r) for r in requests]
+
+    def _branch_one(self, r: BranchRequest) -> BranchResult:
+        raw = text_env(self.envs[r.slot])
+        raw.restore(r.snapshot)
+        before = raw.state_fingerprint()
+        outcomes, desync = [], []
+        for action in r.actions:
+            obs, reward, term, trunc, info = raw.step(action)
+            view = EnvView(obs, dict(info), float(reward), term, trunc)
+            view.summary = raw.summarize(obs, view.info, previous=r.snapshot.obs)
+            raw.restore(r.snapshot)
+            fresh = raw.render_observation() == r.snapshot.obs
+            outcomes.append(view)
+            desync.append(not fresh or raw.state_fingerprint() != before)
+        return BranchResult(outcomes, desync)
+
     def _extras(self, slot: int, view: EnvView) -> EnvView:
         raw = text_env(self.envs[slot])
         if self.expert and not view.done:
@@ -185,6 +233,10 @@ class InProcessPool:
     def step(self, slots: Sequence[int], actions: Sequence[str]) -> list[EnvView]:
         """Step the slots."""
         return self.host.step(slots, actions)
+
+    def branch(self, requests: Sequence[BranchRequest]) -> list[BranchResult]:
+        """Try actions from snapshots."""
+        return self.host.branch(requests)
 
     def close(self) -> None:
         """Close the envs."""

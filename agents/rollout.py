@@ -19,7 +19,8 @@ Trajectory JSONL (:func:`write_jsonl`), one episode per line::
      "segments": [{"role", "ids", "policy"}, ...],        # [] for text-only policies
      "steps": [{"user", "completion", "action", "parse_ok", "action_valid", "reward",
                 "feedback", "context": [segment index, ...], "reply": segment index | null,
-                "logprobs": [...]}, ...]}
+                "logprobs": [...], "available": [the step's available actions]}, ...],
+     "context": [{"kind", "text"}, ...], "label"}
 
 ``action`` is null on a parse failure. ``Trajectory.step_example(t)`` returns the
 (ids, mask) of turn ``t``: its context then its reply, mask 1 on the reply's sampled ids.
@@ -87,6 +88,7 @@ class Step:
     context: list[int] = field(default_factory=list)
     reply: int | None = None
     logprobs: list[float] = field(default_factory=list)
+    available: list[str] = field(default_factory=list)
 
     @property
     def parse_ok(self) -> bool:
@@ -342,6 +344,7 @@ class RolloutEngine:
         else:
             traj.steps.append(Step(user, "", None, False, 0.0, ""))
         actions = list(view.info.get("available_actions") or [])
+        traj.steps[-1].available = actions
         return Prompt(messages, ids, actions, view.expert_action, view.obs, view.info)
 
     def _reply(self, slot: _Slot, comp: Completion) -> str:

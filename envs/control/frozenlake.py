@@ -134,6 +134,7 @@ class FrozenLakeEnv(GridEnv[FrozenLakeTask]):
     A feedback line, then the board, one row per line. Abstract symbols (default):
     ``A`` agent, ``B`` goal, ``C`` hole, ``D`` frozen. ``symbols="legend"`` uses ``P G H F``
     and adds a legend line; ``symbols="remapped"`` uses ``W X Y Z`` (no legend).
+    ``summarize`` (the IWM next-state text) returns the observation as is: it is short.
 
     ## Action
     ``Up``, ``Down``, ``Left``, ``Right`` (case-insensitive, surrounding spaces ignored).
@@ -159,6 +160,7 @@ class FrozenLakeEnv(GridEnv[FrozenLakeTask]):
 
     ## Version history
     * v0: initial version.
+    * v0 (same tasks and observations): ``summarize``, the next-state text of IWM.
     """
 
     FAMILY = "FrozenLake-v0"

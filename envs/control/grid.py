@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
 import numpy as np
@@ -72,6 +72,10 @@ class GridEnv(TextEnv[TaskT]):
     def available_actions(self) -> list[str]:
         """The four moves."""
         return list(MOVE_NAMES)
+
+    def summarize(self, obs: str, info: Mapping[str, Any], *, previous: str | None = None) -> str:
+        """The observation as is: the feedback line and the board are short already."""
+        return obs
 
     def _get_state(self) -> Any:
         return self.state  # an immutable tuple: no copy needed

@@ -262,7 +262,8 @@ class SokobanEnv(GridEnv[SokobanTask]):
     A feedback line, then the board, one row per line. Abstract symbols (default): ``A``
     agent, ``a`` agent on a goal, ``B`` box, ``b`` box on a goal, ``C`` goal, ``D`` floor,
     ``E`` wall. ``symbols="legend"`` uses Sokoban's ``@ + $ * . _ #`` with a legend line;
-    ``symbols="remapped"`` uses ``V v W w X Y Z``.
+    ``symbols="remapped"`` uses ``V v W w X Y Z``. ``summarize`` (the IWM next-state text)
+    returns the observation as is: it is short.
 
     ## Action
     ``Up``, ``Down``, ``Left``, ``Right`` (case-insensitive). Anything else is invalid: the
@@ -287,6 +288,7 @@ class SokobanEnv(GridEnv[SokobanTask]):
 
     ## Version history
     * v0: initial version.
+    * v0 (same tasks and observations): ``summarize``, the next-state text of IWM.
     """
 
     FAMILY = "Sokoban-v0"

@@ -9,6 +9,7 @@ sparse reward, the documented ``info`` keys and cheap snapshots.
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Generic, TypeVar
 
@@ -24,6 +25,35 @@ TaskT = TypeVar("TaskT")
 
 TRAIN_STREAM = 2**31
 """Size of the index space of the procedural train stream."""
+
+CUT = "…"
+"""Marks where :func:`clip` cut a text."""
+
+
+def clip(text: str, limit: int) -> str:
+    """Return ``text`` when it has at most ``limit`` characters, else its start ending in ``…``."""
+    if len(text) <= limit:
+        return text
+    return text[: max(0, limit - len(CUT))].rstrip() + CUT
+
+
+def fit_lines(lines: Iterable[str], limit: int) -> str:
+    """Join ``lines`` with newlines, keeping whole lines while the text fits in ``limit``.
+
+    The first line left out is cut to the room left (when some is) and the rest are dropped,
+    so the result never exceeds ``limit`` characters.
+    """
+    out: list[str] = []
+    used = -1  # no newline before the first line
+    for line in lines:
+        room = limit - used - 1
+        if len(line) > room:
+            if room > len(CUT):
+                out.append(clip(line, room))
+            break
+        out.append(line)
+        used += len(line) + 1
+    return "\n".join(out)
 
 
 @dataclass(frozen=True)
@@ -90,6 +120,8 @@ class TextEnv(gym.Env[str, str], Generic[TaskT]):
     metadata = {"render_modes": ["ansi", "human"], "render_fps": 4}  # noqa: RUF012
     panel_sizes: ClassVar[dict[str, int]] = {"test": 500, "ood": 500}
     grammar: ClassVar[ActionGrammar]
+    SUMMARY_CHARS: ClassVar[int] = 400
+    """Most characters :meth:`summarize` returns (the paper's WebShop summaries: ~345)."""
 
     def __init__(self, render_mode: str | None = None, max_steps: int | None = None) -> None:
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
@@ -156,6 +188,29 @@ class TextEnv(gym.Env[str, str], Generic[TaskT]):
     def expert_action(self) -> str:
         """Return the scripted oracle's next action from the current state."""
         raise NotImplementedError
+
+    def summarize(self, obs: str, info: Mapping[str, Any], *, previous: str | None = None) -> str:
+        """The next-state text world-model targets use (implicit world modeling, IWM).
+
+        It is pure (changes no state, makes no browser or other I/O call), deterministic,
+        never raises on an observation the env produced (errors after invalid actions and the
+        final one included) and returns at most :attr:`SUMMARY_CHARS` characters unless the
+        env card says otherwise. The default: ``obs`` itself when it is that short, else its
+        start cut to fit, ending in ``…``. Envs with long pages override it to keep what the
+        next state tells; their cards say what.
+
+        Args:
+            obs: the observation a ``reset`` or ``step`` just returned. Call this right away,
+                before the env moves on: an env may read its current state, the one ``obs``
+                shows (an ``obs`` that is not the current one then gets the default).
+            info: the ``info`` returned with ``obs`` (``feedback``, ``action_valid``, ...).
+            previous: the observation before that step, for envs that say what changed
+                (None: unknown; they then describe the page as it is).
+
+        Returns:
+            The summary text, never empty for an observation of the env.
+        """
+        return clip(obs, self.SUMMARY_CHARS)
 
     # ------------------------------------------------------------------ gymnasium API
     def reset(
@@ -285,6 +340,14 @@ class TextEnv(gym.Env[str, str], Generic[TaskT]):
         self._steps, self._done, self._terminated = snap.steps, snap.done, snap.terminated
         self._obs, self._feedback = snap.obs, snap.feedback
         self._set_state(snap.state)
+
+    def render_observation(self) -> str:
+        """Render the observation afresh from the current state (not the cached copy).
+
+        Equal to :meth:`observe`'s observation when the state is consistent; branching code
+        compares the two after :meth:`restore` to catch an env that desynchronized.
+        """
+        return self._observation(self._feedback)
 
     def observe(self) -> tuple[str, StepInfo]:
         """Return the current observation and info without acting (e.g. after :meth:`restore`)."""

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import copy
+import re
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
 from earlyexp.envs.core.actions import ActionGrammar, ActionSpec, ParseError, echo
-from earlyexp.envs.core.base import Evaluation, Outcome, TextEnv
+from earlyexp.envs.core.base import Evaluation, Outcome, TextEnv, clip, fit_lines
 from earlyexp.envs.core.types import StepInfo
 from earlyexp.envs.flights.expert import expert_action
 from earlyexp.envs.flights.tasks import FlightTask, generate_task, instruction, rubric
@@ -32,6 +34,37 @@ GRAMMAR = ActionGrammar(
     )
 )
 MAX_TYPED = 200
+ERRORS_NOTE = " The page shows errors: "
+LINE_CHARS = 110
+_LINKS_ONLY = re.compile(r'(\s*\[e\d+\] link "[^"]*")+\s*')
+
+
+def _page_parts(obs: str) -> tuple[str, list[str], list[str]]:
+    """Split an observation into its feedback, ``[URL line, Title line]`` and page lines.
+
+    The head is empty when ``obs`` has no ``URL:``/``Title:`` lines (not a page of this env).
+    """
+    lines = obs.split("\n")
+    for i in range(len(lines) - 1):
+        if lines[i].startswith("URL: ") and lines[i + 1].startswith("Title: "):
+            return "\n".join(lines[:i]), lines[i : i + 2], lines[i + 2 :]
+    return obs, [], []
+
+
+def _changes(body: list[str], head: list[str], previous: str | None) -> list[str]:
+    """The page lines ``previous`` did not show, alerts aside (none: a line saying so).
+
+    Without ``previous``: the page's lines less the link-only ones (the site's menus).
+    """
+    lines = [line for line in body if not line.startswith("alert:")]
+    if previous is None:
+        return [clip(line, LINE_CHARS) for line in lines if not _LINKS_ONLY.fullmatch(line)]
+    _, old_head, old_body = _page_parts(previous)
+    old = set(old_body)
+    new = [clip(line, LINE_CHARS) for line in lines if line not in old]
+    if new:
+        return new
+    return ["The page did not change." if head == old_head else "No new lines on the page."]
 
 
 class FlightBookingEnv(TextEnv[FlightTask]):
@@ -67,6 +100,11 @@ class FlightBookingEnv(TextEnv[FlightTask]):
     ``[e7] select "Cabin" selected="Economy" options="Economy | Premium economy | Business"``,
     ``[e12] link "Select SK 1234"``, ``[e20] button "14A window" disabled``. Error messages
     are lines starting ``alert:``. Long pages show ``viewport_lines`` lines at a time.
+    ``summarize`` (the IWM next-state text, at most 500 characters, read from the text alone)
+    keeps the feedback line, URL, title, alerts and what changed: given ``previous=`` (the
+    observation before the action), the lines it did not show (a field's new value, the
+    lines of the page that opened, else "The page did not change."); without it, the page's
+    lines less the menus, as many as fit.
 
     ## Action
     ``click[id]``, ``type[id][text]`` (replaces the box's text), ``select[id][option]``
@@ -118,10 +156,12 @@ class FlightBookingEnv(TextEnv[FlightTask]):
 
     ## Version history
     * v0: initial version.
+    * v0 (same tasks and pages): ``summarize``, the next-state text of IWM.
     """
 
     grammar = GRAMMAR
     panel_sizes = {"test": 200, "ood": 200}
+    SUMMARY_CHARS = 500
 
     def __init__(
         self,
@@ -329,7 +369,7 @@ class FlightBookingEnv(TextEnv[FlightTask]):
         if tab.store.count_bookings(tab.sid):
             return Outcome(True, "Booking confirmed.", terminated=True)
         if page["errors"]:
-            feedback += " The page shows errors: " + " ".join(page["errors"])
+            feedback += ERRORS_NOTE + " ".join(page["errors"])
         return Outcome(True, feedback)
 
     # ------------------------------------------------------------------ observation, score
@@ -345,6 +385,20 @@ class FlightBookingEnv(TextEnv[FlightTask]):
         if below > 0:
             out.append(f"({below} more lines below: scroll[down])")
         return "\n".join(out)
+
+    def summarize(self, obs: str, info: Mapping[str, Any], *, previous: str | None = None) -> str:
+        """Feedback line, URL, title, alerts, then what changed since ``previous`` (env card).
+
+        Works from the text alone (no browser call); the feedback's copy of the errors is
+        dropped since the alert lines follow.
+        """
+        feedback, head, body = _page_parts(obs)
+        if not head:
+            return super().summarize(obs, info)
+        lines = [clip(feedback.split(ERRORS_NOTE)[0], LINE_CHARS)]
+        lines += [clip(line, LINE_CHARS) for line in head]
+        lines += [clip(line, LINE_CHARS) for line in body if line.startswith("alert:")]
+        return fit_lines([*lines, *_changes(body, head, previous)], self.SUMMARY_CHARS)
 
     def available_actions(self) -> list[str]:
         """The actions the current page allows (``type`` with a ``...`` placeholder)."""

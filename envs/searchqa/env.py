@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 import numpy as np
 
 from earlyexp.envs.core.actions import ActionGrammar, ActionSpec, ParseError, echo
-from earlyexp.envs.core.base import Evaluation, Outcome, TextEnv
+from earlyexp.envs.core.base import Evaluation, Outcome, TextEnv, clip, fit_lines
 from earlyexp.envs.core.search import query_terms
 from earlyexp.envs.searchqa.corpus import Corpus, get_corpus
 from earlyexp.envs.searchqa.questions import SearchQATask, generate_task
@@ -34,6 +36,9 @@ MAX_QUERY_CHARS = 500
 MAX_ANSWER_CHARS = 300
 EXTRA_STEPS = 3
 """Step budget = max_searches + 1 answer + 2 spare steps for malformed actions."""
+ANSWERED = "You answered: "
+_PASSAGE = re.compile(r"\[(\d+)\] ([^:\n]*): (.*)")
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 
 
 class EpisodeState(NamedTuple):
@@ -44,6 +49,29 @@ class EpisodeState(NamedTuple):
     last: tuple[int, ...] = ()
     last_query: str = ""
     answer: str | None = None
+
+
+def _passage_lines(passages: list[re.Match[str]], room: int) -> list[str]:
+    """``[i] Title: first sentence`` per passage, then later sentences in turns while they fit.
+
+    Every passage gets its first sentence (cut to an equal share of ``room`` when needed);
+    what room is left goes to second sentences, then third ones, in passage order.
+    """
+    sentences = [_SENTENCE_END.split(m.group(3)) for m in passages]
+    share = max(40, room // len(passages) - 1)
+    lines = [
+        clip(f"[{m.group(1)}] {m.group(2)}: {s[0]}", share)
+        for m, s in zip(passages, sentences, strict=True)
+    ]
+    whole = [line.endswith(s[0]) for line, s in zip(lines, sentences, strict=True)]
+    room -= sum(len(line) + 1 for line in lines)
+    for k in range(1, max(len(s) for s in sentences)):
+        for i, s in enumerate(sentences):
+            if whole[i] and k < len(s) and len(s[k]) < room:
+                lines[i], room = f"{lines[i]} {s[k]}", room - len(s[k]) - 1
+            else:
+                whole[i] = False
+    return lines
 
 
 class SearchQAEnv(TextEnv[SearchQATask]):
@@ -62,7 +90,10 @@ class SearchQAEnv(TextEnv[SearchQATask]):
 
     ## Observation
     The question, the env's message about the last action, the passages of the last search
-    (``[i] Title: text``, top ``top_k``) and the number of searches left.
+    (``[i] Title: text``, top ``top_k``) and the number of searches left. ``summarize`` (the
+    IWM next-state text, at most 500 characters) drops the question and, after a search, keeps
+    each passage's title and first sentences; after an answer or an invalid action (the
+    passages are then old) it keeps the message and the searches left.
 
     ## Action
     ``search[query]`` runs a BM25 search (the shared tantivy index, same library as WebShop)
@@ -102,9 +133,11 @@ class SearchQAEnv(TextEnv[SearchQATask]):
 
     ## Version history
     * v0: initial version.
+    * v0 (same tasks and observations): ``summarize``, the next-state text of IWM.
     """
 
     grammar = GRAMMAR
+    SUMMARY_CHARS = 500
 
     def __init__(
         self,
@@ -175,7 +208,7 @@ class SearchQAEnv(TextEnv[SearchQATask]):
                     f"Expected answer[text] with 1 to {MAX_ANSWER_CHARS} characters", action
                 )
             self.state = self.state._replace(answer=arg)
-            return Outcome(True, f"You answered: {arg}", terminated=True)
+            return Outcome(True, f"{ANSWERED}{arg}", terminated=True)
         return self._search(arg, action)
 
     def _search(self, query: str, action: str) -> Outcome:
@@ -208,6 +241,22 @@ class SearchQAEnv(TextEnv[SearchQATask]):
             f"Searches left: {self.max_searches - self.state.searches} of {self.max_searches}."
         )
         return "\n".join(lines)
+
+    def summarize(self, obs: str, info: Mapping[str, Any], *, previous: str | None = None) -> str:
+        """The message, the passages a search just retrieved, and the searches left.
+
+        Each passage keeps its title and first sentences, as many as fit; the question is
+        dropped (it never changes). After an answer or an invalid action the passages shown
+        are the old ones: they are dropped too. Read from ``obs`` alone.
+        """
+        lines = obs.split("\n")[1:] if obs.startswith("Question: ") else obs.split("\n")
+        passages = [m for m in map(_PASSAGE.fullmatch, lines) if m]
+        rest = [clip(line, 160) for line in lines if not _PASSAGE.fullmatch(line)]
+        answered = bool(rest) and rest[0].startswith(ANSWERED)
+        if not passages or answered or not info.get("action_valid", True):
+            return fit_lines(rest, self.SUMMARY_CHARS)
+        kept = _passage_lines(passages, self.SUMMARY_CHARS - sum(len(x) + 1 for x in rest))
+        return fit_lines([*rest[:-1], *kept, *rest[-1:]], self.SUMMARY_CHARS)
 
     def _fact_seen(self, subject_id: int, relation: str) -> bool:
         return any(

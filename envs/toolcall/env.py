@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
 from earlyexp.envs.core.actions import ActionGrammar, ActionSpec
-from earlyexp.envs.core.base import Evaluation, Outcome, TextEnv
+from earlyexp.envs.core.base import Evaluation, Outcome, TextEnv, clip, fit_lines
 from earlyexp.envs.core.types import RubricItem
 from earlyexp.envs.toolcall.calls import CallError, ToolError, ToolTable
 from earlyexp.envs.toolcall.domain import Turn
@@ -39,6 +40,28 @@ GRAMMAR = ActionGrammar(
     )
 )
 """Describes the action form for ``action_space`` examples; parsing is :mod:`.calls`."""
+USER_REPLIED, CONVERSATION_OVER = "The user replied.", "The conversation is over."
+"""The last feedback line of an action whose ``respond`` ended a turn."""
+
+
+def _call_result(block: list[str], limit: int) -> str:
+    """``> call`` and the whole output lines that fit in ``limit``, then how many are left.
+
+    When no output line fits whole, the first one is cut to the room left.
+    """
+    if sum(len(line) + 1 for line in block) - 1 <= limit:
+        return "\n".join(block)
+    room = limit - len(f"\n... (+{len(block)} lines)")
+    shown = [clip(block[0], room)]
+    used = len(shown[0])
+    for line in block[1:]:
+        if used + 1 + len(line) > room:
+            if len(shown) == 1 and room - used > 10:
+                shown.append(clip(line, room - used - 1))
+            break
+        shown.append(line)
+        used += len(line) + 1
+    return "\n".join([*shown, f"... (+{len(block) - len(shown)} lines)"])
 
 
 class ToolCallEnv(TextEnv[ToolTask]):
@@ -58,7 +81,10 @@ class ToolCallEnv(TextEnv[ToolTask]):
     ## Observation
     The result of each call of the last action (``> call`` then its output), or the error
     that made the action invalid, then ``[Turn t/T] User: ...``: the current request (after a
-    ``respond`` that ends a turn, the user's next message).
+    ``respond`` that ends a turn, the user's next message). ``summarize`` (the IWM next-state
+    text, at most 400 characters) keeps each call with the first lines of its result, the
+    end-of-turn line and, when the user replied, the user's next message; an observation
+    without call results (the opening request, an error) is kept as is (cut at 400).
 
     ## Action
     One or more calls in Python syntax: ``mkdir(path="/docs"); cd(path="/docs")``, the same on
@@ -103,6 +129,7 @@ class ToolCallEnv(TextEnv[ToolTask]):
 
     ## Version history
     * v0: initial version.
+    * v0 (same tasks and observations): ``summarize``, the next-state text of IWM.
     """
 
     grammar = GRAMMAR
@@ -171,14 +198,39 @@ class ToolCallEnv(TextEnv[ToolTask]):
         assert self.task is not None
         self.state["replies"] = self.state["replies"] + [[turn, bound[-1].kwargs["message"]]]
         if turn + 1 >= len(self.task.turns):
-            return Outcome(True, "\n".join(lines + ["The conversation is over."]), terminated=True)
+            return Outcome(True, "\n".join([*lines, CONVERSATION_OVER]), terminated=True)
         self.state["turn"] = turn + 1
-        return Outcome(True, "\n".join(lines + ["The user replied."]))
+        return Outcome(True, "\n".join([*lines, USER_REPLIED]))
 
     def _observation(self, feedback: str) -> str:
         assert self.task is not None
         t = self.state["turn"]
         return f"{feedback}\n[Turn {t + 1}/{len(self.task.turns)}] User: {self.task.turns[t].user}"
+
+    def summarize(self, obs: str, info: Mapping[str, Any], *, previous: str | None = None) -> str:
+        """The calls and their results (long outputs cut to their first lines), not the context.
+
+        The ``[Turn t/T] User:`` line is kept only after ``The user replied.`` (then it is the
+        news); an observation without call results is short and kept whole (cut to fit).
+        """
+        body, sep, turn = obs.rpartition("\n[Turn ")
+        lines = body.split("\n")
+        if not sep or not lines[0].startswith("> "):
+            return super().summarize(obs, info)
+        tail = [lines.pop()] if lines[-1] in (USER_REPLIED, CONVERSATION_OVER) else []
+        if tail == [USER_REPLIED]:
+            tail.append(clip(f"[Turn {turn}", 200))
+        blocks: list[list[str]] = []
+        for line in lines:
+            if line.startswith("> ") or not blocks:
+                blocks.append([])
+            blocks[-1].append(line)
+        sizes = [sum(len(line) + 1 for line in b) for b in blocks]
+        fair = (self.SUMMARY_CHARS - sum(len(line) + 1 for line in tail)) // len(blocks)
+        big = [n for n in sizes if n > fair]  # the long outputs share what short ones leave
+        limit = fair + sum(fair - n for n in sizes if n <= fair) // max(1, len(big)) - 1
+        kept = [_call_result(b, max(40, limit)) for b in blocks]
+        return fit_lines([*kept, *tail], self.SUMMARY_CHARS)
 
     def _evaluate(self) -> Evaluation:
         assert self.task is not None

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
 from earlyexp.envs.core.actions import ActionGrammar, ActionSpec, ParseError, echo
-from earlyexp.envs.core.base import Evaluation, Outcome, TextEnv
+from earlyexp.envs.core.base import Evaluation, Outcome, TextEnv, clip, fit_lines
 from earlyexp.envs.core.search import query_terms
 from earlyexp.envs.webshop.catalog import Catalog, load_catalog
 from earlyexp.envs.webshop.expert import ExpertPlanner
@@ -16,6 +17,7 @@ from earlyexp.envs.webshop.pages import (
     BACK,
     NEXT,
     OBSERVATION_MODES,
+    PAGE_SIZE,
     Click,
     Node,
     Page,
@@ -30,6 +32,8 @@ SEARCH_TEMPLATE = "search[<query>]"
 MAX_LISTED = 20
 PROGRESS_FROM = 100_000
 """Catalogs this large show a progress bar (stderr) while they are built the first time."""
+TOP_HITS, HIT_CHARS, TITLE_CHARS, LINE_CHARS = 3, 50, 100, 160
+"""Summaries: the top hits of a results page (titles cut to 50 characters), other lines cut."""
 
 GRAMMAR = ActionGrammar(
     (
@@ -45,6 +49,20 @@ GRAMMAR = ActionGrammar(
         ),
     )
 )  # fmt: skip
+
+
+def _option_lines(nodes: tuple[Node, ...]) -> list[str]:
+    """``Options: size (s | m | l) = m; color (...) = none`` from an item page's nodes."""
+    options: list[tuple[str, list[str], str]] = []
+    for kind, text in nodes:
+        if kind == "heading":
+            options.append((text, [], "none"))
+        elif kind in ("option", "selected") and options:
+            options[-1][1].append(text)
+            if kind == "selected":
+                options[-1] = (*options[-1][:2], text)
+    parts = [f"{name} ({' | '.join(values)}) = {chosen}" for name, values, chosen in options]
+    return ["Options: " + "; ".join(parts) + "."] if parts else ["No options."]
 
 
 class WebShopEnv(TextEnv[Goal]):
@@ -70,6 +88,11 @@ class WebShopEnv(TextEnv[Goal]):
     shows the range on results pages and, on its item page, the price it sells for (a fixed
     point of the range, the one the reward checks against the bound). After an invalid action
     the page is unchanged and starts with the error (``No such button 'Next >' on this page``).
+    ``summarize`` (the IWM next-state text, at most 400 characters, the same in every mode)
+    gives the feedback line and the page: ``search``; ``results page N of M`` with the query
+    and the top 3 hits (id, title, price); ``item`` with its id, title, price, rating and
+    options (the chosen ones named); a sub-page with its first lines; ``done`` with the
+    purchase and the score.
 
     ## Action
     ``search[query]`` on the search page; ``click[label]`` for any button, product id (ASIN),
@@ -117,6 +140,9 @@ class WebShopEnv(TextEnv[Goal]):
 
     ## Version history
     * v0: initial version.
+    * v0 (same tasks and pages): ``summarize``, the next-state text of IWM.
+    * v0 (same tasks and pages): a snapshot keeps whether the last action was valid, so a
+      restored page shows (or hides) its error line as it did.
     """
 
     grammar = GRAMMAR
@@ -215,6 +241,44 @@ class WebShopEnv(TextEnv[Goal]):
             page = Page((Node("error", f"Invalid action: {feedback}"), *page.nodes), page.clicks)
         return render(page, self.observation_mode)
 
+    def summarize(self, obs: str, info: Mapping[str, Any], *, previous: str | None = None) -> str:
+        """The feedback line, then which page this is and what it shows (see the env card).
+
+        Read from the page model of the current view, so it is the same in every observation
+        mode and names the chosen options even where ``text`` mode does not mark them. An
+        ``obs`` other than the env's current observation gets the base class's cut text.
+        """
+        if self.task is None or obs != self._obs:
+            return super().summarize(obs, info)
+        feedback = str(info.get("feedback", ""))
+        if not info.get("action_valid", True):
+            feedback = f"Invalid action: {feedback}"
+        lines = [clip(feedback, LINE_CHARS), *self._page_lines(self.state)]
+        return fit_lines(lines, self.SUMMARY_CHARS)
+
+    def _page_lines(self, view: View) -> list[str]:
+        """The summary's lines about the page of ``view`` (below the feedback line)."""
+        nodes = self.page().nodes
+        if view.page == "results":
+            n = len(self.catalog.search(view.query))
+            texts = [t for k, t in nodes if k in ("asin", "title", "price")]
+            hits = list(zip(texts[0::3], texts[1::3], texts[2::3], strict=True))[:TOP_HITS]
+            return [
+                f"Page: results page {view.page_no} of {max(1, -(-n // PAGE_SIZE))} "
+                f"({n} results) for {echo(view.query, 40)}.",
+                *(f"{a}: {clip(t, HIT_CHARS)} ({p})" for a, t, p in hits),
+            ]
+        if view.page == "search":
+            return ["Page: search."]
+        p = self.catalog.product(view.product)
+        product = f"{p.asin}: {clip(p.title, TITLE_CHARS)}, ${p.price:.2f}"
+        if view.page == "item":
+            return [f"Page: item {product}, rating {p.rating:.1f}.", *_option_lines(nodes)]
+        if view.page == "sub":
+            return [f"Page: {view.sub} of {product}.", *(t for k, t in nodes if k == "text")]
+        chosen = "".join(f", {name}: {value}" for name, value in view.options)
+        return [f"Page: done. Purchased {product}{chosen}. Score: {nodes[-1].text}."]
+
     def _finish_step(self, outcome: Outcome):
         self._last_valid = outcome.valid
         return super()._finish_step(outcome)
@@ -280,10 +344,16 @@ class WebShopEnv(TextEnv[Goal]):
 
     # ------------------------------------------------------------------ state, pickling
     def _get_state(self) -> Any:
-        return self.state  # an immutable View
+        # the View is immutable; whether the last action was valid decides the error line
+        # of the page, so a snapshot keeps it too
+        return self.state, self._last_valid
 
     def _set_state(self, state: Any) -> None:
-        self.state = state
+        self.state, self._last_valid = state
+
+    def state_fingerprint(self) -> Any:
+        """The page view, task and split (an invalid action changes none of them)."""
+        return (self.state, self.task_index, self.split)
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
