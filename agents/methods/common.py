@@ -133,3 +133,77 @@ def close_policy(policy: Any) -> None:
     close = getattr(policy, "close", None)
     if callable(close):
         close()
+
+
+@dataclass
+class EarlyExperienceConfig(LearnerConfig):
+    """Fields of the Early Experience methods (IWM, SR): how expert states are branched."""
+
+    K: int = 4
+    """Alternative actions tried at each expert state."""
+    policy_share: float = 1.0
+    """Share of the K proposed by the initial policy (the rest uniform over available actions)."""
+    invalid: int = 0
+    """Of the K, this many deliberately malformed actions."""
+    proposal_temperature: float = 0.9
+    """Sampling temperature of the initial policy's proposals."""
+    max_episode_steps: int = 0
+    """Branch only expert episodes of at most this many steps (0: all)."""
+
+    def branch_config(self) -> Any:
+        """The :class:`~earlyexp.agents.branching.BranchConfig` of these fields."""
+        from earlyexp.agents.branching import BranchConfig
+
+        return BranchConfig(
+            K=self.K, policy_share=self.policy_share, invalid=self.invalid,
+            temperature=self.proposal_temperature, max_new_tokens=self.max_new_tokens,
+            max_steps=self.max_episode_steps,
+        )  # fmt: skip
+
+
+def sft_stage(
+    net: Any,
+    tokenizer: Any,
+    conversations: list,
+    steps: int,
+    config: LearnerConfig,
+    seed: int,
+    state_dir: Path,
+) -> tuple[Any, list[dict[str, float]]]:
+    """SFT ``net`` for ``steps`` steps on chat ``conversations`` (resumable from ``state_dir``)."""
+    from earlyexp.agents.sft import SFTConfig, sft_on_conversations
+
+    sft = SFTConfig(
+        steps=steps, batch_size=config.sft_batch_size, lr=config.lr, seed=seed,
+        checkpoint_every=config.checkpoint_every, state_dir=str(state_dir),
+    )  # fmt: skip
+    return sft_on_conversations(net, tokenizer, conversations, sft)
+
+
+def finish_learner(
+    net: Any,
+    tokenizer: Any,
+    log: dict[str, Any],
+    env_id: str,
+    config: LLMConfig,
+    seed: int,
+    run_dir: Path,
+    prompt: PromptConfig,
+    pool: PoolConfig | None,
+    extra_tokens: int = 0,
+) -> list[EpisodeRecord]:
+    """Write the training log and checkpoint, then evaluate the trained policy."""
+    import json
+
+    from earlyexp.agents.backends.hf import HFPolicy
+    from earlyexp.agents.sft import save_checkpoint
+
+    (run_dir / "train_log.json").write_text(json.dumps(log, indent=1))
+    save_checkpoint(net, tokenizer, run_dir / "checkpoint")
+    policy = HFPolicy(net, tokenizer, batch_size=config.batch_size)
+    sampling = eval_sampling(config, seed)
+    if extra_tokens:
+        from dataclasses import replace
+
+        sampling = replace(sampling, max_new_tokens=sampling.max_new_tokens + extra_tokens)
+    return evaluate_policy(policy, env_id, config, seed, run_dir, prompt, sampling, pool)

@@ -1,0 +1,95 @@
+"""``sr``: Early Experience's self-reflection: learn the reasoning behind the expert action.
+
+Agent Learning via Early Experience (arXiv 2510.08558), section 4.3:
+
+1. Expert episodes and K alternatives per expert state with their outcomes, as for IWM
+   (:mod:`earlyexp.agents.branching`).
+2. A reflection provider writes, for each state, a first-person reasoning why the expert
+   action is better, grounded in the outcomes (:mod:`earlyexp.agents.reflect`: the policy
+   itself, an HTTP model, or the grounded writer; ``reflector``). Texts that leak the label,
+   narrate the chosen action's outcome as seen, repeat themselves, run too long or conclude
+   with another action are dropped and counted (``sr_stats.json``).
+3. Train on ``reflection_sft.jsonl`` (reflection then the expert action, conditioned on s_i
+   only) mixed with ``expert_sft.jsonl``, for IL's budget of ``steps``.
+4. Evaluate as IL, with ``reasoning_tokens`` more tokens per turn: the policy now writes its
+   reasoning before the action.
+
+Which provider wrote the reflections is in ``sr_stats.json`` and the cell's log: a model
+trained from scratch cannot write them (the paper's 3B model did), so the quick profile uses
+the grounded writer, and says so.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from earlyexp.agents.methods import register
+from earlyexp.agents.methods.common import (
+    EarlyExperienceConfig,
+    finish_learner,
+    prompt_config,
+    sft_stage,
+    torch_threads,
+)
+from earlyexp.agents.models import require_local
+from earlyexp.agents.records import EpisodeRecord
+
+
+@dataclass
+class SRConfig(EarlyExperienceConfig):
+    """``sr``: reflections on branched alternatives, mixed with expert data."""
+
+    K: int = 3
+    """Alternative actions per expert state (the paper: up to 3; best at 2-4)."""
+    reflector: str = "grounded"
+    """Who writes the reflections: grounded (from the env's feedback), policy (the initial
+    model itself) or http (reflector_url)."""
+    reflector_url: str = ""
+    """The reflection model, http://HOST:PORT/v1#MODEL (reflector http)."""
+    max_reflection_chars: int = 400
+    """Reflections longer than this are dropped (short ones for small models)."""
+    reasoning_tokens: int = 96
+    """Extra tokens per turn at evaluation, for the reasoning before the action."""
+
+
+@register("sr", config=SRConfig, kind="llm", trains=True)
+def run(
+    *, env_id: str, seed: int, config: SRConfig, run_dir: Path, device: str, model: str,
+    **kwargs: Any,
+) -> list[EpisodeRecord]:  # fmt: skip
+    """Early Experience SR: train on grounded reflections then the expert action."""
+    path, run_dir, pool = require_local(model, "sr"), Path(run_dir), kwargs.get("pool")
+    with torch_threads(config, model):
+        return _sr(env_id, seed, config, run_dir, device, model, path, pool)
+
+
+def _sr(
+    env_id: str, seed: int, config: SRConfig, run_dir: Path, device: str, model: str,
+    path: Path, pool: Any,
+) -> list[EpisodeRecord]:  # fmt: skip
+    from earlyexp.agents.backends.hf import HFPolicy, load_model
+    from earlyexp.agents.branching import branch, collect_expert_states
+    from earlyexp.agents.data import EXPERT_FILE, expert_records, write_chat_jsonl
+    from earlyexp.agents.early_experience import REFLECTION_FILE, sr_records
+    from earlyexp.agents.reflect import make_reflector
+
+    prompt = prompt_config(config, model)
+    trajs = collect_expert_states(env_id, config.train_episodes, seed, prompt,
+                                  config.batch_size, pool)  # fmt: skip
+    net, tokenizer = load_model(path, device, training=True)
+    initial = HFPolicy(net, tokenizer, batch_size=max(config.batch_size, 64))
+    states, stats = branch(env_id, trajs, config.branch_config(), prompt.window, seed, initial)
+    reflector = make_reflector(config.reflector, policy=initial, url=config.reflector_url or None)
+    sr, counts = sr_records(states, reflector, config.max_reflection_chars)
+    expert = expert_records(trajs, prompt.window)
+    write_chat_jsonl(expert, run_dir / EXPERT_FILE)
+    write_chat_jsonl(sr, run_dir / REFLECTION_FILE)
+    summary = {"provider": reflector.name, "filters": dict(counts), "branch": stats.to_json()}
+    (run_dir / "sr_stats.json").write_text(json.dumps(summary, indent=1))
+    data = [r["messages"] for r in sr + expert]
+    net, log = sft_stage(net, tokenizer, data, config.steps, config, seed, run_dir / "train_state")
+    return finish_learner(net, tokenizer, {"sr": log, "sr_stats": summary}, env_id, config,
+                          seed, run_dir, prompt, pool, extra_tokens=config.reasoning_tokens)  # fmt: skip
