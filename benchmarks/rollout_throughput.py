@@ -6,6 +6,9 @@ string, so both generate about the same number of tokens). The engine steps N en
 with one batched KV-cache generation per turn; the plain loop plays one episode after the
 other and calls ``model.generate`` on one prompt per turn. The env's share of the engine's
 wall time is reported too. CPU rows always run; GPU rows run when CUDA is available.
+With ``--workers W`` (default 2; 0 skips it) the engine also plays the same episodes with
+its envs on W Ray actors (``PoolConfig(workers=W)``, one local Ray for the whole run): the
+Ray columns. ``benchmarks/pool_overhead.py`` measures the pool's own cost per env step.
 
     .venv/bin/python benchmarks/rollout_throughput.py --envs 1,8,64
 """
@@ -21,6 +24,7 @@ import torch
 
 import earlyexp.envs  # noqa: F401
 from earlyexp.agents.backends.hf import HFPolicy, cpu_threads
+from earlyexp.agents.envpool import PoolConfig
 from earlyexp.agents.models import resolve_model
 from earlyexp.agents.policy import SamplingParams
 from earlyexp.agents.prompting import (
@@ -43,10 +47,12 @@ class Row:
     env_share: float
     engine_tokens: int
     plain_tokens: int
+    ray_tps: float | None = None
+    ray_env_share: float | None = None
 
 
-def engine_run(policy, env_id, n, sampling, window):
-    engine = RolloutEngine(policy, PromptConfig(window=window), sampling)
+def engine_run(policy, env_id, n, sampling, window, pool=None):
+    engine = RolloutEngine(policy, PromptConfig(window=window), sampling, pool)
     specs = [EpisodeSpec("test", i, 0) for i in range(n)]
     engine.run(env_id, specs, num_envs=n)
     s = engine.stats
@@ -61,7 +67,8 @@ def plain_run(policy, env_id, n, sampling, window):
     tokens, start = 0, time.perf_counter()
     for i in range(n):
         obs, info = env.reset(seed=0, options={"split": "test", "task": i})
-        system, turns, done, error = system_prompt(info["task"], env.unwrapped.action_help()), [], False, False
+        system = system_prompt(info["task"], env.unwrapped.action_help())
+        turns, done, error = [], False, False
         while not done:
             user = user_message(obs, info, cfg, error)
             ids = policy.context_ids_from(conversation(system, turns, user, window))
@@ -82,7 +89,7 @@ def plain_run(policy, env_id, n, sampling, window):
     return tokens / (time.perf_counter() - start), tokens
 
 
-def measure(path, device, env_id, counts, max_new_tokens, window):
+def measure(path, device, env_id, counts, max_new_tokens, window, workers=0):
     policy = HFPolicy.from_pretrained(path, device, batch_size=max(counts))
     policy.context_ids_from = lambda msgs: policy.encoder.encode(msgs)[0]
     sampling = SamplingParams(max_new_tokens=max_new_tokens, temperature=1.0, stop=(), seed=0)
@@ -91,10 +98,33 @@ def measure(path, device, env_id, counts, max_new_tokens, window):
     for n in counts:
         tps, share, tok_e = engine_run(policy, env_id, n, sampling, window)
         ptps, tok_p = plain_run(policy, env_id, n, sampling, window)
-        rows.append(Row(device, n, tps, ptps, share, tok_e, tok_p))
+        row = Row(device, n, tps, ptps, share, tok_e, tok_p)
+        if workers:
+            ray = PoolConfig(workers=workers)
+            row.ray_tps, row.ray_env_share, _ = engine_run(policy, env_id, n, sampling, window, ray)
+        rows.append(row)
         print(f"  {device} {n:>3} envs: engine {tps:8.1f} tok/s, plain {ptps:8.1f} tok/s, "
-              f"x{tps / ptps:5.2f}, env share {share:6.1%}", flush=True)  # fmt: skip
+              f"x{tps / ptps:5.2f}, env share {share:6.1%}{ray_text(row)}", flush=True)  # fmt: skip
     return rows
+
+
+def ray_text(row: Row) -> str:
+    if row.ray_tps is None:
+        return ""
+    return f"; on Ray {row.ray_tps:8.1f} tok/s, env share {row.ray_env_share:6.1%}"
+
+
+def start_ray(workers: int) -> tuple[int, bool]:
+    """Return (workers, whether this script started Ray); 0 workers when ray is missing."""
+    if not workers:
+        return 0, False
+    try:
+        from earlyexp.agents.envpool_ray import connect
+
+        return workers, connect()
+    except ModuleNotFoundError as e:
+        print(f"no Ray columns: {e}")
+        return 0, False
 
 
 def main() -> None:
@@ -105,6 +135,9 @@ def main() -> None:
     p.add_argument("--max-new-tokens", type=int, default=16)
     p.add_argument("--window", type=int, default=2)
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    p.add_argument(
+        "--workers", type=int, default=2, help="Ray actors for the Ray columns (0: none)"
+    )
     args = p.parse_args()
     counts = [int(x) for x in args.envs.split(",")]
     path = resolve_model(args.model)
@@ -112,21 +145,31 @@ def main() -> None:
         f"model {path}, env {args.env}, {args.max_new_tokens} new tokens/turn, window {args.window}"
     )
     print(f"torch {torch.__version__}, CPU threads {args.threads or torch.get_num_threads()}")
+    workers, started = start_ray(args.workers)
     rows = []
-    with cpu_threads(args.threads):
-        rows += measure(path, "cpu", args.env, counts, args.max_new_tokens, args.window)
-    if torch.cuda.is_available():
-        rows += measure(path, "cuda", args.env, counts, args.max_new_tokens, args.window)
-    print(
-        "\n| device | envs | engine tok/s | plain generate tok/s | speedup | env share of rollout |"
-    )
-    print("|---|---:|---:|---:|---:|---:|")
+    try:
+        run = (args.env, counts, args.max_new_tokens, args.window, workers)
+        with cpu_threads(args.threads):
+            rows += measure(path, "cpu", *run)
+        if torch.cuda.is_available():
+            rows += measure(path, "cuda", *run)
+    finally:
+        if started:
+            import ray
+
+            ray.shutdown()
+    ray_cols = f" engine on Ray ({workers} workers) tok/s | env share on Ray |" if workers else ""
+    print(f"\n| device | envs | engine tok/s | plain generate tok/s | speedup | env share of rollout |"
+          f"{ray_cols}")  # fmt: skip
+    print("|---|---:|---:|---:|---:|---:|" + ("---:|---:|" if workers else ""))
     for r in rows:
+        ray = f" {r.ray_tps:.1f} | {r.ray_env_share:.1%} |" if r.ray_tps is not None else ""
         print(f"| {r.device} | {r.envs} | {r.engine_tps:.1f} | {r.plain_tps:.1f} | "
-              f"{r.engine_tps / r.plain_tps:.2f}x | {r.env_share:.1%} |")  # fmt: skip
+              f"{r.engine_tps / r.plain_tps:.2f}x | {r.env_share:.1%} |{ray}")  # fmt: skip
     if not torch.cuda.is_available():
         for n in counts:
-            print(f"| cuda | {n} | no GPU available | no GPU available | - | - |")
+            none = " - | - |" if workers else ""
+            print(f"| cuda | {n} | no GPU available | no GPU available | - | - |{none}")
 
 
 if __name__ == "__main__":

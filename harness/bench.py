@@ -12,6 +12,8 @@ import os
 import shutil
 import time
 import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -255,6 +257,29 @@ def run_bench(cfg: BenchConfig) -> Path:
     if cfg.fresh:
         _clear_run(out)
     _write_json(out / "config.json", {**asdict(cfg), "resolved_profile": profile.describe()})
+    with ray_session(cfg):
+        done = _run_cells(cells, cfg, out)
+    write_report(out, done, cfg)
+    return out
+
+
+@contextmanager
+def ray_session(cfg: BenchConfig) -> Iterator[None]:
+    """With ``--workers``, one Ray connection for the whole run (pools reuse it), then down."""
+    if not cfg.workers:
+        yield
+        return
+    from earlyexp.agents.envpool_ray import connect, import_ray
+
+    started = connect(cfg.ray_address or None)
+    try:
+        yield
+    finally:
+        if started:
+            import_ray().shutdown()
+
+
+def _run_cells(cells: list[Cell], cfg: BenchConfig, out: Path) -> list[CellResult]:
     done: list[CellResult] = []
     for cell in tqdm(cells, desc="bench", unit="cell"):
         path = out / "cells" / f"{cell.name}.json"
@@ -268,5 +293,4 @@ def run_bench(cfg: BenchConfig) -> Path:
             tqdm.write(f"  error: {result.error}")
         _write_json(path, result.to_json())
         done.append(result)
-    write_report(out, done, cfg)
-    return out
+    return done
