@@ -3,13 +3,15 @@
 Loss (IL, Early Experience eq. 1): L = -sum_i log pi(a_i | s_i), averaged over the trainable
 tokens of a batch; the mask comes from :class:`~earlyexp.agents.chat.ChatEncoder` (the
 assistant content and its end-of-turn token; prompts and observations are masked out).
-AdamW, linear warmup then cosine decay to 0, gradient clipping, bf16 autocast on CUDA.
+The optimizer loop is the shared :class:`~earlyexp.agents.train.loop.Trainer` (AdamW, linear
+warmup then cosine decay to 0, gradient clipping, bf16 autocast on CUDA, checkpoints every
+``checkpoint_every`` steps into ``state_dir``, from which a killed run resumes).
 Seeded: the same seed, data and model give the same run.
 
-Logits are computed only where a label is (:func:`masked_lm_loss`): an SFT example has a
-few action tokens after hundreds of prompt tokens, and the vocabulary projection of every
-prompt position would be wasted work (half of a tiny model's step, and gigabytes of logits
-for a large vocabulary).
+Logits are computed only where a label is
+(:func:`~earlyexp.agents.train.losses.masked_lm_loss`): an SFT example has a few action tokens
+after hundreds of prompt tokens, and the vocabulary projection of every prompt position would
+be wasted work (half of a tiny model's step, and gigabytes of logits for a large vocabulary).
 
     python -m earlyexp.agents.sft --data runs/x/expert_sft.jsonl --model tiny --out ckpt/
 """
@@ -18,20 +20,40 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tqdm.auto import tqdm
 
-from earlyexp.agents.backends.hf import unwrap_peft
 from earlyexp.agents.chat import ChatEncoder
 from earlyexp.agents.prompting import Message
+from earlyexp.agents.train.batch import TrainBatch, pad_examples
+from earlyexp.agents.train.loop import TrainConfig, Trainer, lr_factor
+from earlyexp.agents.train.losses import (
+    IGNORE,
+    LOGITS_ARE_HEAD_OF_HIDDEN,
+    masked_lm_loss,
+    sft_loss,
+)
 
-IGNORE = -100
+__all__ = [
+    "IGNORE",
+    "LOGITS_ARE_HEAD_OF_HIDDEN",
+    "SFTConfig",
+    "SFTRun",
+    "add_lora",
+    "batches",
+    "collate",
+    "encode_conversations",
+    "lr_factor",
+    "main",
+    "masked_lm_loss",
+    "save_checkpoint",
+    "sft_on_conversations",
+    "train_sft",
+]
 
 
 @dataclass
@@ -60,15 +82,29 @@ class SFTConfig:
     """LoRA rank (0: train every parameter); needs the lora extra."""
     log_every: int = 10
     """Log the loss every this many steps."""
+    checkpoint_every: int = 0
+    """Write the training state into state_dir every this many steps (0: never)."""
+    state_dir: str | None = None
+    """Folder of the training state: a killed run started again on it resumes there."""
 
     def __post_init__(self) -> None:
-        for name in ("steps", "batch_size", "max_len", "log_every"):
+        for name in ("batch_size", "max_len"):
             if getattr(self, name) < 1:
                 raise ValueError(f"Expect {name} >= 1, actually: {getattr(self, name)}")
-        if not 0 <= self.warmup_ratio < 1:
-            raise ValueError(f"Expect warmup_ratio in [0, 1), actually: {self.warmup_ratio}")
-        if self.lr <= 0:
-            raise ValueError(f"Expect lr > 0, actually: {self.lr}")
+        self.train_config()  # validates the loop's fields
+
+    def train_config(self) -> TrainConfig:
+        """The optimizer-loop part of this config (one micro-batch per step)."""
+        return TrainConfig(
+            steps=self.steps,
+            lr=self.lr,
+            warmup_ratio=self.warmup_ratio,
+            weight_decay=self.weight_decay,
+            grad_clip=self.grad_clip,
+            seed=self.seed,
+            log_every=self.log_every,
+            checkpoint_every=self.checkpoint_every,
+        )
 
 
 def encode_conversations(
@@ -86,27 +122,8 @@ def encode_conversations(
 
 def collate(batch: Sequence[tuple[list[int], list[int]]], pad_id: int) -> dict[str, Any]:
     """Right-pad a batch: input_ids, attention_mask, labels (IGNORE off the mask), all (B, T)."""
-    import torch
-
-    T = max(len(ids) for ids, _ in batch)
-    B = len(batch)
-    input_ids = torch.full((B, T), pad_id, dtype=torch.long)
-    attention = torch.zeros((B, T), dtype=torch.long)
-    labels = torch.full((B, T), IGNORE, dtype=torch.long)
-    for i, (ids, mask) in enumerate(batch):
-        n = len(ids)
-        input_ids[i, :n] = torch.tensor(ids)
-        attention[i, :n] = 1
-        labels[i, :n] = torch.where(torch.tensor(mask, dtype=torch.bool), torch.tensor(ids), IGNORE)
+    input_ids, attention, labels = pad_examples(batch, pad_id)
     return {"input_ids": input_ids, "attention_mask": attention, "labels": labels}
-
-
-def lr_factor(step: int, total: int, warmup: int) -> float:
-    """Linear warmup to 1 over ``warmup`` steps, then cosine decay to 0 at ``total``."""
-    if step < warmup:
-        return (step + 1) / warmup
-    progress = (step - warmup) / max(1, total - warmup)
-    return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
 
 
 def batches(n: int, batch_size: int, steps: int, seed: int):
@@ -120,82 +137,24 @@ def batches(n: int, batch_size: int, steps: int, seed: int):
         order = order[batch_size:]
 
 
-LOGITS_ARE_HEAD_OF_HIDDEN = (
-    "llama",
-    "qwen2",
-    "qwen3",
-    "mistral",
-    "gpt2",
-    "phi3",
-    "olmo",
-    "smollm3",
-)
-"""Model types whose logits are exactly ``lm_head(last hidden state)`` (no soft-capping or
-scaling), so :func:`masked_lm_loss` may project the labelled positions only."""
-
-
-def masked_lm_loss(model: Any, ids: Any, labels: Any) -> Any:
-    """Mean -log pi over the labelled tokens of a (B, T) batch (labels ``IGNORE`` elsewhere).
-
-    Equal to ``model(input_ids=ids, labels=labels).loss``; for the model types of
-    :data:`LOGITS_ARE_HEAD_OF_HIDDEN` the vocabulary projection runs on the N labelled
-    positions only ((N, V) logits instead of (B, T, V)). Other models take the full path.
-    """
-    import torch
-
-    core = unwrap_peft(model)
-    if getattr(core.config, "model_type", "") not in LOGITS_ARE_HEAD_OF_HIDDEN:
-        return model(input_ids=ids, labels=labels).loss
-    hidden = core.base_model(input_ids=ids).last_hidden_state  # (B, T, H)
-    targets = labels[:, 1:]  # token t+1 is predicted at position t
-    keep = targets != IGNORE  # (B, T-1)
-    logits = core.get_output_embeddings()(hidden[:, :-1][keep])  # (N, V)
-    return torch.nn.functional.cross_entropy(logits.float(), targets[keep])
-
-
 def train_sft(
     model: Any, examples: Sequence[tuple[list[int], list[int]]], pad_id: int, config: SFTConfig
 ) -> list[dict[str, float]]:
-    """Train ``model`` in place on encoded ``examples``; return the loss log."""
-    import torch
+    """Train ``model`` in place on encoded ``examples``; return the loss log.
 
+    Resumes from ``config.state_dir`` when it holds a checkpoint of the same run.
+    """
     if not examples:
         raise ValueError("Expect at least one training example, actually: none")
-    torch.manual_seed(config.seed)
-    device = next(model.parameters()).device
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
-    warmup = int(config.warmup_ratio * config.steps)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, config.steps, warmup))
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
-    model.train()
-    log = []
-    order = batches(len(examples), config.batch_size, config.steps, config.seed)
-    bar = tqdm(order, total=config.steps, desc="sft", unit="step", leave=False, mininterval=2)
-    for step, idx in enumerate(bar):
-        batch = collate([examples[i] for i in idx], pad_id)
+    order = list(batches(len(examples), config.batch_size, config.steps, config.seed))
+
+    def batch_at(step: int) -> TrainBatch:
         # Right padding under a causal mask: real tokens never attend to the pads after them,
         # so the attention mask is left out (the fast causal attention kernel applies).
-        ids, labels = batch["input_ids"].to(device), batch["labels"].to(device)  # (B, T)
-        with autocast:
-            loss = masked_lm_loss(model, ids, labels)  # mean -log pi over labelled tokens
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        norm = torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
-        opt.step()
-        sched.step()
-        if step % config.log_every == 0 or step == config.steps - 1:
-            log.append(
-                {
-                    "step": step,
-                    "loss": loss.item(),
-                    "grad_norm": norm.item(),
-                    "lr": sched.get_last_lr()[0],
-                }
-            )
-            bar.set_postfix(loss=f"{log[-1]['loss']:.3f}")
-    model.eval()
-    return log
+        return TrainBatch.from_examples([examples[i] for i in order[step]], pad_id)
+
+    trainer = Trainer(model, sft_loss, config.train_config(), config.state_dir, desc="sft")
+    return trainer.fit(batch_at)
 
 
 def add_lora(model: Any, r: int, seed: int) -> Any:

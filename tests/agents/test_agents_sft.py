@@ -22,6 +22,7 @@ from earlyexp.agents.sft import (
     collate,
     encode_conversations,
     lr_factor,
+    main,
     masked_lm_loss,
     save_checkpoint,
     train_sft,
@@ -130,3 +131,48 @@ def test_lr_schedule_warms_up_then_decays_to_zero():
 def test_sft_config_validates():
     with pytest.raises(ValueError, match="Expect steps"):
         SFTConfig(steps=0)
+    with pytest.raises(ValueError, match="Expect batch_size"):
+        SFTConfig(batch_size=0)
+
+
+class Interrupted(Exception):
+    pass
+
+
+class StopsAfter(list):
+    """The examples, raising on the ``n``-th lookup (a run that dies mid-training)."""
+
+    def __init__(self, items, n):
+        super().__init__(items)
+        self.left = n
+
+    def __getitem__(self, i):
+        self.left -= 1
+        if self.left < 0:
+            raise Interrupted
+        return super().__getitem__(i)
+
+
+def test_an_interrupted_sft_run_resumes_to_the_same_weights(tiny_path, expert_file, tmp_path):
+    config = SFTConfig(steps=9, batch_size=4, log_every=1, checkpoint_every=4)
+    model, tok, ex = _examples(tiny_path, expert_file[0])
+    reference = train_sft(model, ex, tok.pad_token_id, config)
+    ref = {n: p.detach().clone() for n, p in model.named_parameters()}
+    config.state_dir = str(tmp_path / "state")
+    model, tok, ex = _examples(tiny_path, expert_file[0])
+    with pytest.raises(Interrupted):  # dies in step 6, after the step-4 checkpoint
+        train_sft(model, StopsAfter(ex, 6 * 4 + 2), tok.pad_token_id, config)
+    assert [p.name for p in (tmp_path / "state").iterdir()] == ["step-00000004"]
+    model, tok, ex = _examples(tiny_path, expert_file[0])  # a fresh process: fresh weights
+    assert train_sft(model, ex, tok.pad_token_id, config) == reference
+    assert all(torch.equal(p, ref[n]) for n, p in model.named_parameters())
+
+
+def test_sft_cli_trains_and_saves_a_checkpoint(tiny_path, expert_file, tmp_path, capsys):
+    out = tmp_path / "ckpt"
+    argv = ["--data", str(expert_file[0]), "--model", str(tiny_path), "--out", str(out)]
+    argv += ["--steps", "3", "--batch-size", "2", "--checkpoint-every", "2"]
+    assert main([*argv, "--state-dir", str(tmp_path / "state")]) == 0
+    assert (out / "config.json").exists() and len(json.loads((out / "sft_log.json").read_text()))
+    assert "checkpoint in" in capsys.readouterr().out
+    assert (tmp_path / "state" / "step-00000003").is_dir()
