@@ -7,6 +7,7 @@ whose method config changed since it finished is refused rather than mixed.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -22,7 +23,7 @@ from tqdm.auto import tqdm
 
 from earlyexp.agents.config import parse_value
 from earlyexp.agents.envpool import PoolConfig
-from earlyexp.agents.methods import Method, get_method, load_builtin_methods
+from earlyexp.agents.methods import METHODS, Method, get_method, load_builtin_methods
 from earlyexp.agents.models import parse_model, resolve_device
 from earlyexp.agents.records import EpisodeRecord
 from earlyexp.harness.profiles import Profile, get_profile
@@ -53,6 +54,10 @@ class BenchConfig:
     set: list[str] = field(default_factory=list)
     """Method config fields, comma-separated METHOD.FIELD=VALUE (e.g. il.lr=0.001); see
     --help-method."""
+    init: list[str] = field(default_factory=list)
+    """Starting points of methods with an init field (grpo), comma-separated: raw, il, iwm,
+    sr (that method's cell runs first and its checkpoint is used) or a checkpoint path; one
+    row per init (default: the profile's)."""
     workers: int = 0
     """Ray actors hosting the envs (0: in this process); needs the ray extra."""
     ray_address: str = ""
@@ -66,7 +71,7 @@ class BenchConfig:
 
     def __post_init__(self) -> None:
         # a comma-separated string is a list (BenchConfig(methods="il,random") from Python)
-        for name in ("methods", "envs", "set"):
+        for name in ("methods", "envs", "set", "init"):
             value = getattr(self, name)
             if isinstance(value, str):
                 setattr(self, name, [v.strip() for v in value.split(",") if v.strip()])
@@ -78,17 +83,32 @@ class BenchConfig:
 
 @dataclass(frozen=True)
 class Cell:
-    """One (method, env, seed) of a bench run, with its resolved method config."""
+    """One (method, env, seed) of a bench run, with its resolved method config.
+
+    Attributes:
+        method: the registered method.
+        env_id: the env.
+        seed: the seed.
+        config: the resolved config.
+        init: the cell whose checkpoint this one starts from (``--init il``), else None.
+    """
 
     method: Method
     env_id: str
     seed: int
     config: Any
+    init: Cell | None = None
+
+    @property
+    def label(self) -> str:
+        """The row name: the method, with its starting point when it has one (``grpo+il``)."""
+        start = getattr(self.config, "init", None)
+        return self.method.name if start is None else f"{self.method.name}+{Path(start).name}"
 
     @property
     def name(self) -> str:
         """File-safe name of the cell."""
-        return cell_name(self.method.name, self.env_id, self.seed)
+        return cell_name(self.label, self.env_id, self.seed)
 
 
 @dataclass
@@ -164,9 +184,31 @@ def plan_cells(cfg: BenchConfig, profile: Profile) -> list[Cell]:
                 continue  # e.g. SB3 baselines need a numeric view (control envs only)
             config = profile.config_for(m, env_id, _method_sets(m, sets))
             if cfg.eval_tasks:
-                config = type(config)(**{**asdict(config), "eval_tasks": cfg.eval_tasks})
-            cells += [Cell(m, env_id, s, config) for s in (cfg.seeds or profile.seeds)]
-    return cells
+                config = dataclasses.replace(config, eval_tasks=cfg.eval_tasks)
+            for seed in cfg.seeds or profile.seeds:
+                cells += _cells_of(m, env_id, seed, config, cfg, profile, sets)
+    return list({c.name: c for c in cells}.values())  # an init cell asked for twice runs once
+
+
+def _cells_of(
+    m: Method, env_id: str, seed: int, config: Any, cfg: BenchConfig, profile: Profile,
+    sets: dict[str, dict[str, str]],
+) -> list[Cell]:  # fmt: skip
+    """The cells of one method on one env and seed: one per ``--init``, after their init cells."""
+    if not hasattr(config, "init"):
+        return [Cell(m, env_id, seed, config)]
+    out: list[Cell] = []
+    for start in cfg.init or [config.init]:
+        init = None
+        if start in METHODS and METHODS[start].trains:
+            im = METHODS[start]
+            iconf = profile.config_for(im, env_id, _method_sets(im, sets))
+            if cfg.eval_tasks:
+                iconf = dataclasses.replace(iconf, eval_tasks=cfg.eval_tasks)
+            init = Cell(im, env_id, seed, iconf)
+            out.append(init)
+        out.append(Cell(m, env_id, seed, dataclasses.replace(config, init=start), init))
+    return out
 
 
 def cell_name(method: str, env_id: str, seed: int) -> str:
@@ -227,7 +269,7 @@ def run_cell(cell: Cell, cfg: BenchConfig, out: Path) -> CellResult:
     """Run one cell (status ``done`` or ``error``: a failed cell must not lose the others)."""
     cell_dir = out / "cells" / cell.name
     cell_dir.mkdir(parents=True, exist_ok=True)
-    result = CellResult(cell.method.name, cell.env_id, cell.seed, asdict(cell.config))
+    result = CellResult(cell.label, cell.env_id, cell.seed, asdict(cell.config))
     pool = PoolConfig(cfg.workers, cfg.ray_address or None)
     start, cpu_start = time.perf_counter(), time.process_time()
     try:
@@ -235,6 +277,7 @@ def run_cell(cell: Cell, cfg: BenchConfig, out: Path) -> CellResult:
             cell.method.run(
                 env_id=cell.env_id, seed=cell.seed, config=cell.config, run_dir=cell_dir,
                 device=resolve_device(cfg.device), model=cfg.model, pool=pool,
+                init_dir=out / "cells" / cell.init.name if cell.init else None,
             )
         )  # fmt: skip
     except Exception as e:
@@ -287,7 +330,7 @@ def _run_cells(cells: list[Cell], cfg: BenchConfig, out: Path) -> list[CellResul
         if prev is not None:
             done.append(prev)
             continue
-        tqdm.write(f"running {cell.method.name} on {cell.env_id} (seed {cell.seed})")
+        tqdm.write(f"running {cell.label} on {cell.env_id} (seed {cell.seed})")
         result = run_cell(cell, cfg, out)
         if result.status == "error":
             tqdm.write(f"  error: {result.error}")

@@ -127,8 +127,50 @@ def plot_success(rows: list[dict[str, Any]], path: Path) -> bool:
     axes[0][0].legend()
     fig.tight_layout()
     fig.savefig(path, dpi=110)
+    fig.savefig(path.with_suffix(".pdf"))
     plt.close(fig)
     return True
+
+
+def plot_curves(out: Path) -> list[Path]:
+    """One learning-curve figure per cell that wrote ``curve.json`` (RL methods).
+
+    Success and score of the greedy evaluations against iterations, samples and wall time
+    (PNG and PDF).
+    """
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ModuleNotFoundError:
+        return []
+    written = []
+    for path in sorted((out / "cells").glob("*/curve.json")):
+        evals = json.loads(path.read_text()).get("eval", [])
+        if not evals:
+            continue
+        fig, axes = plt.subplots(1, 3, figsize=(12, 3.2))
+        for ax, (key, label) in zip(
+            axes,
+            (("iteration", "iteration"), ("samples", "episodes sampled"), ("wall_s", "wall s")),
+            strict=True,
+        ):
+            xs = [e[key] for e in evals]
+            ax.plot(xs, [100 * e["success"] for e in evals], marker="o", label="success %")
+            ax.plot(xs, [100 * e["score"] for e in evals], marker=".", label="score x 100")
+            ax.set_xlabel(label)
+            ax.set_ylim(0, 100)
+        axes[0].set_ylabel("test subset")
+        axes[0].legend()
+        fig.suptitle(path.parent.name)
+        fig.tight_layout()
+        for ext in ("png", "pdf"):
+            target = out / "plots" / f"curve_{path.parent.name}.{ext}"
+            fig.savefig(target, dpi=110)
+            written.append(target)
+        plt.close(fig)
+    return written
 
 
 def write_report(out: Path, cells: list[CellResult], cfg: Any) -> str:
@@ -137,6 +179,7 @@ def write_report(out: Path, cells: list[CellResult], cfg: Any) -> str:
     table = markdown_table(rows)
     (out / "plots").mkdir(exist_ok=True)
     plotted = plot_success(rows, out / "plots" / "success.png")
+    plot_curves(out)
     results = {"config": asdict(cfg), "summary": rows, "cells": [c.to_json() for c in cells]}
     (out / "results.json").write_text(json.dumps(results, indent=1))
     note = "" if plotted else "\n\n(plots skipped: install the `report` extra for matplotlib)"
