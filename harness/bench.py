@@ -182,6 +182,8 @@ def plan_cells(cfg: BenchConfig, profile: Profile) -> list[Cell]:
         for m in methods:
             if not m.runs_on(tags):
                 continue  # e.g. SB3 baselines need a numeric view (control envs only)
+            if not cfg.methods and not profile.runs(m.name, env_id):
+                continue  # the profile runs this method on some envs only
             config = profile.config_for(m, env_id, _method_sets(m, sets))
             if cfg.eval_tasks:
                 config = dataclasses.replace(config, eval_tasks=cfg.eval_tasks)

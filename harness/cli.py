@@ -128,6 +128,16 @@ def method_help(name: str) -> str:
     return f"{head}\nconfig {m.config.__name__}: {doc}\n{describe_fields(m.config)}"
 
 
+def cmd_ablate(args: argparse.Namespace) -> int:
+    """Sweep one method config field and report success against it."""
+    from earlyexp.harness.ablation import AblationConfig, run_ablation
+
+    out = run_ablation(from_args(AblationConfig, args))
+    print((out / "ablation.md").read_text())
+    print(f"sweep folder: {out} (ablation.md, ablation.png, one bench run per value)")
+    return 0
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     """Serve a web site of the suite on 127.0.0.1."""
     if args.site not in SITES:
@@ -153,6 +163,11 @@ def build_parser() -> argparse.ArgumentParser:
     b = sub.add_parser("bench", help="run methods x envs x seeds and report ID/OOD success")
     add_dataclass_args(b, BenchConfig)
     b.set_defaults(fn=cmd_bench)
+    from earlyexp.harness.ablation import AblationConfig
+
+    a = sub.add_parser("ablate", help="sweep one method config field (e.g. iwm K) and plot success")
+    add_dataclass_args(a, AblationConfig)
+    a.set_defaults(fn=cmd_ablate)
     s = sub.add_parser("serve", help="serve a web site (webshop, flights) on 127.0.0.1")
     s.add_argument("site", help=f"one of {', '.join(SITES)}")
     s.add_argument("rest", nargs=argparse.REMAINDER, help="the site's own options (--port ...)")

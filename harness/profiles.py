@@ -73,6 +73,8 @@ class Profile:
         methods: methods run by default.
         seeds: seeds run by default.
         overrides: applied in order over the class defaults and :data:`TAG_DEFAULTS`.
+        method_envs: methods of the profile that run on these envs only (the others run on
+            every env); ignored for methods named with ``--methods``.
     """
 
     name: str
@@ -80,6 +82,11 @@ class Profile:
     methods: tuple[str, ...]
     seeds: tuple[int, ...]
     overrides: tuple[Override, ...] = field(default_factory=tuple)
+    method_envs: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+    def runs(self, method: str, env_id: str) -> bool:
+        """Whether the profile runs ``method`` on ``env_id`` by default."""
+        return env_id in self.method_envs.get(method, (env_id,))
 
     def config_for(self, method: Method, env_id: str, sets: dict[str, Any] | None = None) -> Any:
         """The resolved config of ``method`` on ``env_id`` (``sets``: ``--set`` values)."""

@@ -173,6 +173,48 @@ def plot_curves(out: Path) -> list[Path]:
     return written
 
 
+def reflexion_section(out: Path, cells: list[CellResult]) -> str:
+    """Markdown: Reflexion's success % after each trial, pooled over seeds ("" when none ran).
+
+    Read from the ``success_at_k.json`` each Reflexion cell writes; the main table's row of
+    such a cell is its success@k.
+    """
+    from earlyexp.harness.bench import cell_name
+
+    solved: dict[tuple[str, str, str], list[list[float]]] = defaultdict(list)  # [n, wins@1..k]
+    providers: set[str] = set()
+    for c in cells:
+        path = out / "cells" / cell_name(c.method, c.env, c.seed) / "success_at_k.json"
+        if c.status != "done" or not path.exists():
+            continue
+        data = json.loads(path.read_text())
+        providers.add(data["provider"])
+        for split, s in data["splits"].items():
+            solved[(c.env, c.method, split)].append([s["n"], *(x * s["n"] for x in s["success"])])
+    if not solved:
+        return ""
+    k = max(len(runs[0]) - 1 for runs in solved.values())
+    lines = [
+        "## Reflexion success@1..k",
+        "",
+        "Success % of a panel's tasks solved within the first j trials (after a failed trial "
+        "the agent writes a reflection and retries with its last reflections in context; no "
+        f"weights change). Reflections written by: {', '.join(sorted(providers))}.",
+        "",
+        "| env | method | split | n | " + " | ".join(f"@{j}" for j in range(1, k + 1)) + " |",
+        "|---|---|---|---|" + "---|" * k,
+    ]
+    for (env, method, split), runs in sorted(
+        solved.items(), key=lambda x: (*x[0][:2], x[0][2] != "test")
+    ):
+        n = sum(run[0] for run in runs)
+        # a seed run with fewer trials keeps its last value (a solved task stays solved)
+        wins = [sum(run[min(j, len(run) - 1)] for run in runs) for j in range(1, k + 1)]
+        cols = " | ".join(f"{100 * w / max(n, 1):.1f}" for w in wins)
+        lines.append(f"| {env.removeprefix('EarlyExp/')} | {method} | {split} | {n:.0f} | {cols} |")
+    return "\n\n" + "\n".join(lines)
+
+
 def write_report(out: Path, cells: list[CellResult], cfg: Any) -> str:
     """Write results.json, table.md and plots/success.png into ``out``; return the table."""
     rows = summary_rows(cells)
@@ -190,6 +232,7 @@ def write_report(out: Path, cells: list[CellResult], cfg: Any) -> str:
         "Success = the env's success flag; ID = the `test` panel, OOD = the `ood` panel; "
         "intervals are Wilson 95%. `wall s`: seconds the row's cells took.\n\n"
         + table
+        + reflexion_section(out, cells)
         + f"\n\nCells: {wall / 60:.1f} min wall, {cpu / 60:.1f} min CPU of the bench process."
         + note
         + "\n"

@@ -163,3 +163,17 @@ def test_help_method_prints_the_config_fields(capsys):
     assert main(["bench", "--help-method", "il"]) == 0
     out = capsys.readouterr().out
     assert "ILConfig" in out and "sft_batch_size" in out and "Peak learning rate" in out
+
+
+def test_ablate_sweeps_a_field_and_plots_success(tmp_path, capsys):
+    out = tmp_path / "sweep"
+    argv = ["ablate", "--method", "expert", "--field", "eval_tasks", "--values", "2,3",
+            "--profile", "smoke", "--out", str(out)]  # fmt: skip
+    assert main(argv) == 0
+    table = (out / "ablation.md").read_text()
+    assert "| 2 | 100.0" in table and "| 3 | 100.0" in table
+    assert (out / "ablation.png").stat().st_size > 1000
+    assert (
+        json.loads((out / "eval_tasks=3" / "results.json").read_text())["summary"][0]["id"]["n"]
+        == 3
+    )
