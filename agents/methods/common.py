@@ -207,3 +207,50 @@ def finish_learner(
 
         sampling = replace(sampling, max_new_tokens=sampling.max_new_tokens + extra_tokens)
     return evaluate_policy(policy, env_id, config, seed, run_dir, prompt, sampling, pool)
+
+
+@dataclass
+class EarlyExperience:
+    """What both Early Experience methods start from (:func:`early_experience`).
+
+    Attributes:
+        prompt: the prompt settings.
+        net: the initial model, in training precision (trained in place afterwards).
+        tokenizer: its tokenizer.
+        initial: the initial policy over ``net`` (proposals, and the ``policy`` reflector).
+        trajs: the expert episodes, with snapshots.
+        states: the branched expert states.
+        expert: the ``expert_sft.jsonl`` records (already written).
+        stats: the branching counts (:class:`~earlyexp.agents.branching.BranchStats`).
+    """
+
+    prompt: PromptConfig
+    net: Any
+    tokenizer: Any
+    initial: Policy
+    trajs: list
+    states: list
+    expert: list[dict[str, Any]]
+    stats: Any
+
+
+def early_experience(
+    env_id: str, seed: int, config: EarlyExperienceConfig, run_dir: Path, device: str,
+    model: str, pool: PoolConfig | None,
+) -> EarlyExperience:  # fmt: skip
+    """Expert episodes with snapshots, K branched alternatives per state, expert_sft.jsonl."""
+    from earlyexp.agents.backends.hf import HFPolicy, load_model
+    from earlyexp.agents.branching import branch, collect_expert_states
+    from earlyexp.agents.data import EXPERT_FILE, expert_records, write_chat_jsonl
+    from earlyexp.agents.models import require_local
+
+    path = require_local(model, "early experience")
+    prompt = prompt_config(config, model)
+    trajs = collect_expert_states(env_id, config.train_episodes, seed, prompt,
+                                  config.batch_size, pool)  # fmt: skip
+    net, tokenizer = load_model(path, device, training=True)
+    initial = HFPolicy(net, tokenizer, batch_size=max(config.batch_size, 64))
+    states, stats = branch(env_id, trajs, config.branch_config(), prompt.window, seed, initial)
+    expert = expert_records(trajs, prompt.window)
+    write_chat_jsonl(expert, Path(run_dir) / EXPERT_FILE)
+    return EarlyExperience(prompt, net, tokenizer, initial, trajs, states, expert, stats)

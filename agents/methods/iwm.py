@@ -30,8 +30,8 @@ from typing import Any
 from earlyexp.agents.methods import register
 from earlyexp.agents.methods.common import (
     EarlyExperienceConfig,
+    early_experience,
     finish_learner,
-    prompt_config,
     sft_stage,
     torch_threads,
 )
@@ -59,36 +59,23 @@ def run(
     **kwargs: Any,
 ) -> list[EpisodeRecord]:  # fmt: skip
     """Early Experience IWM: predict the next states of branched actions, then IL."""
-    path, run_dir, pool = require_local(model, "iwm"), Path(run_dir), kwargs.get("pool")
-    with torch_threads(config, model):
-        return _iwm(env_id, seed, config, run_dir, device, model, path, pool)
-
-
-def _iwm(
-    env_id: str, seed: int, config: IWMConfig, run_dir: Path, device: str, model: str,
-    path: Path, pool: Any,
-) -> list[EpisodeRecord]:  # fmt: skip
-    from earlyexp.agents.backends.hf import HFPolicy, load_model
-    from earlyexp.agents.branching import branch, collect_expert_states
-    from earlyexp.agents.data import EXPERT_FILE, expert_records, write_chat_jsonl
+    from earlyexp.agents.data import write_chat_jsonl
     from earlyexp.agents.early_experience import IWM_FILE, iwm_records
 
-    prompt = prompt_config(config, model)
-    trajs = collect_expert_states(env_id, config.train_episodes, seed, prompt,
-                                  config.batch_size, pool)  # fmt: skip
-    net, tokenizer = load_model(path, device, training=True)
-    initial = HFPolicy(net, tokenizer, batch_size=max(config.batch_size, 64))
-    states, stats = branch(env_id, trajs, config.branch_config(), prompt.window, seed, initial)
-    (run_dir / "branch_stats.json").write_text(json.dumps(stats.to_json(), indent=1))
-    expert = expert_records(trajs, prompt.window)
-    iwm = iwm_records(states)
-    write_chat_jsonl(expert, run_dir / EXPERT_FILE)
-    write_chat_jsonl(iwm, run_dir / IWM_FILE)
-    n1 = iwm_steps(len(iwm), config)
-    log: dict[str, Any] = {"iwm_steps": n1, "il_steps": config.steps - n1}
-    if n1:
-        net, log["iwm"] = sft_stage(net, tokenizer, [r["messages"] for r in iwm], n1, config,
-                                    seed, run_dir / "train_state_iwm")  # fmt: skip
-    net, log["il"] = sft_stage(net, tokenizer, [r["messages"] for r in expert],
-                               config.steps - n1, config, seed, run_dir / "train_state_il")  # fmt: skip
-    return finish_learner(net, tokenizer, log, env_id, config, seed, run_dir, prompt, pool)
+    require_local(model, "iwm")
+    run_dir, pool = Path(run_dir), kwargs.get("pool")
+    with torch_threads(config, model):
+        ee = early_experience(env_id, seed, config, run_dir, device, model, pool)
+        (run_dir / "branch_stats.json").write_text(json.dumps(ee.stats.to_json(), indent=1))
+        iwm = iwm_records(ee.states)
+        write_chat_jsonl(iwm, run_dir / IWM_FILE)
+        n1 = iwm_steps(len(iwm), config)
+        log: dict[str, Any] = {"iwm_steps": n1, "il_steps": config.steps - n1}
+        net = ee.net
+        if n1:  # stage 1: one IWM epoch
+            net, log["iwm"] = sft_stage(net, ee.tokenizer, [r["messages"] for r in iwm], n1,
+                                        config, seed, run_dir / "train_state_iwm")  # fmt: skip
+        net, log["il"] = sft_stage(net, ee.tokenizer, [r["messages"] for r in ee.expert],
+                                   config.steps - n1, config, seed, run_dir / "train_state_il")  # fmt: skip
+        return finish_learner(net, ee.tokenizer, log, env_id, config, seed, run_dir, ee.prompt,
+                              pool)  # fmt: skip

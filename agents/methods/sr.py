@@ -29,8 +29,8 @@ from typing import Any
 from earlyexp.agents.methods import register
 from earlyexp.agents.methods.common import (
     EarlyExperienceConfig,
+    early_experience,
     finish_learner,
-    prompt_config,
     sft_stage,
     torch_threads,
 )
@@ -61,35 +61,24 @@ def run(
     **kwargs: Any,
 ) -> list[EpisodeRecord]:  # fmt: skip
     """Early Experience SR: train on grounded reflections then the expert action."""
-    path, run_dir, pool = require_local(model, "sr"), Path(run_dir), kwargs.get("pool")
-    with torch_threads(config, model):
-        return _sr(env_id, seed, config, run_dir, device, model, path, pool)
-
-
-def _sr(
-    env_id: str, seed: int, config: SRConfig, run_dir: Path, device: str, model: str,
-    path: Path, pool: Any,
-) -> list[EpisodeRecord]:  # fmt: skip
-    from earlyexp.agents.backends.hf import HFPolicy, load_model
-    from earlyexp.agents.branching import branch, collect_expert_states
-    from earlyexp.agents.data import EXPERT_FILE, expert_records, write_chat_jsonl
+    from earlyexp.agents.data import write_chat_jsonl
     from earlyexp.agents.early_experience import REFLECTION_FILE, sr_records
     from earlyexp.agents.reflect import make_reflector
 
-    prompt = prompt_config(config, model)
-    trajs = collect_expert_states(env_id, config.train_episodes, seed, prompt,
-                                  config.batch_size, pool)  # fmt: skip
-    net, tokenizer = load_model(path, device, training=True)
-    initial = HFPolicy(net, tokenizer, batch_size=max(config.batch_size, 64))
-    states, stats = branch(env_id, trajs, config.branch_config(), prompt.window, seed, initial)
-    reflector = make_reflector(config.reflector, policy=initial, url=config.reflector_url or None)
-    sr, counts = sr_records(states, reflector, config.max_reflection_chars)
-    expert = expert_records(trajs, prompt.window)
-    write_chat_jsonl(expert, run_dir / EXPERT_FILE)
-    write_chat_jsonl(sr, run_dir / REFLECTION_FILE)
-    summary = {"provider": reflector.name, "filters": dict(counts), "branch": stats.to_json()}
-    (run_dir / "sr_stats.json").write_text(json.dumps(summary, indent=1))
-    data = [r["messages"] for r in sr + expert]
-    net, log = sft_stage(net, tokenizer, data, config.steps, config, seed, run_dir / "train_state")
-    return finish_learner(net, tokenizer, {"sr": log, "sr_stats": summary}, env_id, config,
-                          seed, run_dir, prompt, pool, extra_tokens=config.reasoning_tokens)  # fmt: skip
+    require_local(model, "sr")
+    run_dir, pool = Path(run_dir), kwargs.get("pool")
+    with torch_threads(config, model):
+        ee = early_experience(env_id, seed, config, run_dir, device, model, pool)
+        reflector = make_reflector(config.reflector, policy=ee.initial,
+                                   url=config.reflector_url or None)  # fmt: skip
+        sr, counts = sr_records(ee.states, reflector, config.max_reflection_chars)
+        write_chat_jsonl(sr, run_dir / REFLECTION_FILE)
+        summary = {"provider": reflector.name, "filters": dict(counts),
+                   "branch": ee.stats.to_json()}  # fmt: skip
+        (run_dir / "sr_stats.json").write_text(json.dumps(summary, indent=1))
+        data = [r["messages"] for r in sr + ee.expert]
+        net, log = sft_stage(ee.net, ee.tokenizer, data, config.steps, config, seed,
+                             run_dir / "train_state")  # fmt: skip
+        return finish_learner(net, ee.tokenizer, {"sr": log, "sr_stats": summary}, env_id,
+                              config, seed, run_dir, ee.prompt, pool,
+                              extra_tokens=config.reasoning_tokens)  # fmt: skip
