@@ -16,6 +16,7 @@ from typing import Any
 from earlyexp.agents.config import check_fields, with_values
 from earlyexp.agents.methods import Method
 from earlyexp.agents.methods.common import LearnerConfig, LLMConfig, MethodConfig
+from earlyexp.agents.methods.grpo import GRPOConfig
 from earlyexp.agents.methods.sb3 import SB3Config
 
 WEBSHOP, SEARCHQA, TOOLCALL, FLIGHTS = (
@@ -148,6 +149,8 @@ PROFILES: dict[str, Profile] = {
                 Override(MethodConfig, {"eval_tasks": 3}),
                 Override(LearnerConfig, {"train_episodes": 4, "steps": 4}),
                 Override(SB3Config, {"steps": 256}),
+                Override(GRPOConfig, {"iterations": 2, "tasks_per_iter": 2, "G": 2,
+                                      "eval_every": 1, "eval_subset": 2}),  # fmt: skip
             ),
         ),
         Profile(
