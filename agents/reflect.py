@@ -1,6 +1,6 @@
 """Reflection providers: requests in, texts out, batched, with one protocol and three writers.
 
-A :class:`ReflectionRequest` holds what one reflection is about, in one of three kinds:
+A :class:`ReflectionRequest` holds what one reflection is about, in one of four kinds:
 
 - ``alternatives`` (Early Experience self-reflection, SR): at an expert state ``s_i``, the
   expert action ``a_i`` and what it led to, and ``K >= 0`` alternative actions with what they
@@ -12,6 +12,14 @@ A :class:`ReflectionRequest` holds what one reflection is about, in one of three
   rewritten "rulebook" system prompt; Reflexion keeps such texts in an episodic memory).
 - ``revision`` (HeRL): a failed response's rubric, as a guide for a revision attempt: fix
   the unmet items, keep the met ones.
+- ``rulebook`` (ERL, as its public code): the prompt in use (the memory, else the initial
+  system prompt) and up to 8 recent :class:`Attempt` records (observations, actions, whether
+  each action had an effect, rewards, the env's feedback). The text is a complete revised
+  system prompt: rules inferred from the attempts plus a ``Strategy:`` line. Models answer
+  inside ``<prompt>...</prompt>``; a reply without the tags fails with
+  :data:`MISSING_PROMPT_TAG`. The grounded writer infers the rules of grid boards (which
+  symbol is the agent, what each move does, what stepping on each symbol did, which moves had
+  no effect) and falls back to the feedback of the steps on any other env.
 
 A :class:`ReflectionProvider` turns a batch of requests into one :class:`Reflection` per
 request, in order, and never raises for a bad text or a dead server: it records ``ok=False``
@@ -44,8 +52,8 @@ from earlyexp.agents.prompting import ACTION_CLOSE, ACTION_OPEN, Message, parse_
 if TYPE_CHECKING:
     from earlyexp.envs.core.types import RubricItem
 
-ReflectionKind = Literal["alternatives", "attempt", "revision"]
-KINDS: tuple[ReflectionKind, ...] = ("alternatives", "attempt", "revision")
+ReflectionKind = Literal["alternatives", "attempt", "revision", "rulebook"]
+KINDS: tuple[ReflectionKind, ...] = ("alternatives", "attempt", "revision", "rulebook")
 
 DEFAULT_SAMPLING = SamplingParams(max_new_tokens=160, temperature=0.7, stop=())
 """Sampling of model-written reflections (no stop string: SR's closing action tag is cut)."""
@@ -63,11 +71,17 @@ class Step:
         action: the action text as sent to the env.
         outcome: ``info["feedback"]``, or a short summary of the next observation.
         valid: ``info["action_valid"]`` (False: malformed or impossible, state unchanged).
+        observation: rulebook: the observation seen before the action.
+        effect: rulebook: whether the action changed the state (None: unknown).
+        reward: rulebook: the step's reward.
     """
 
     action: str
     outcome: str = ""
     valid: bool = True
+    observation: str = ""
+    effect: bool | None = None
+    reward: float = 0.0
 
     @classmethod
     def from_info(cls, action: str, info: Mapping[str, Any]) -> Step:
@@ -76,11 +90,29 @@ class Step:
 
 
 @dataclass
+class Attempt:
+    """One attempt at a task, as an ERL rulebook reflection is shown it.
+
+    Attributes:
+        steps: the steps in order, with ``observation``, ``effect`` and ``reward`` set.
+        score: the final score (the attempt's reward).
+        task: the instruction.
+        rubric: the final rubric.
+    """
+
+    steps: list[Step] = field(default_factory=list)
+    score: float = 0.0
+    task: str = ""
+    rubric: list[RubricItem] = field(default_factory=list)
+
+
+@dataclass
 class ReflectionRequest:
     """What one reflection is about (fields a kind does not use stay empty).
 
     Attributes:
-        kind: ``alternatives`` (SR), ``attempt`` (ERL, Reflexion) or ``revision`` (HeRL).
+        kind: ``alternatives`` (SR), ``attempt`` (Reflexion), ``revision`` (HeRL) or
+            ``rulebook`` (ERL).
         task: ``info["task"]``.
         observation: SR: the observation of the state ``s_i``.
         action: SR: the expert action ``a_i``.
@@ -91,6 +123,9 @@ class ReflectionRequest:
         rubric: attempt / revision: the final ``info["rubric"]``.
         memory: the last reflection that led to a success (ERL), or earlier reflections
             (Reflexion); empty when none.
+        attempts: rulebook: the recent attempts, oldest first.
+        system: rulebook: the initial system prompt (shown while the memory is empty, and
+            the base of a grounded rulebook).
     """
 
     kind: ReflectionKind
@@ -103,6 +138,8 @@ class ReflectionRequest:
     score: float | None = None
     rubric: list[RubricItem] = field(default_factory=list)
     memory: str = ""
+    attempts: list[Attempt] = field(default_factory=list)
+    system: str = ""
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -112,8 +149,9 @@ class ReflectionRequest:
 
     def sources(self) -> str:
         """Every text the request carries (what a reflection may legitimately quote)."""
-        parts = [self.task, self.observation, self.action, self.outcome, self.memory]
-        parts += [f"{s.action}\n{s.outcome}" for s in (*self.alternatives, *self.steps)]
+        parts = [self.task, self.observation, self.action, self.outcome, self.memory, self.system]
+        steps = [*self.alternatives, *self.steps, *(s for a in self.attempts for s in a.steps)]
+        parts += [f"{s.action}\n{s.outcome}\n{s.observation}" for s in steps]
         parts += [r["criterion"] for r in self.rubric]
         return "\n".join(parts)
 
@@ -128,6 +166,8 @@ class Reflection:
         ok: False when the text must not be used (server failure, label leak, empty).
         error: why ``ok`` is False (empty otherwise).
         action: SR: the action the reflection concludes with, when it names one.
+        token_ids: the sampled ids of a model-written reply, as sampled (empty otherwise).
+        logprobs: their log-probs under the model that wrote them (empty otherwise).
     """
 
     text: str
@@ -135,6 +175,8 @@ class Reflection:
     ok: bool = True
     error: str = ""
     action: str | None = None
+    token_ids: list[int] = field(default_factory=list)
+    logprobs: list[float] = field(default_factory=list)
 
 
 @runtime_checkable
@@ -190,6 +232,98 @@ Write, in at most {max_words} words, a revision guide for a new attempt: keep wh
 rubric marks as met, and for each item not met say how to fix it, using the feedback above. \
 Name actions by their text only and do not repeat a sentence."""
 
+MEMORY_HEADING = "Inferred information from past attempts (may be inaccurate)"
+"""The heading of the memory (or, while it is empty, the initial prompt) in a rulebook request."""
+PROMPT_OPEN, PROMPT_CLOSE = "<prompt>", "</prompt>"
+MISSING_PROMPT_TAG = "no <prompt>...</prompt> in the reply"
+"""The :attr:`Reflection.error` of a rulebook reply without the tags (the caller falls back)."""
+RULES_HEADING = "Rules observed in past attempts"
+RULEBOOK_SYSTEM = (
+    "You maintain the system prompt of an agent that acts in a text environment whose rules "
+    "it has to discover. You are shown the prompt in use and recent attempts: observations, "
+    "actions, whether each action had an effect, rewards and the environment's feedback. "
+    "Compare the attempts that scored with those that did not, infer the rules (what each "
+    "symbol stands for, what each action does, what ends an episode and how it is scored) and "
+    "a strategy, and write the complete revised system prompt inside <prompt>...</prompt>. "
+    "State each rule once, as a short definite sentence; keep the task and the reply format."
+)
+RULEBOOK_TEMPLATE = """## {heading}
+{base}
+
+## Recent attempts
+{attempts}
+
+Write the complete revised system prompt for the next attempt inside <prompt>...</prompt>: \
+the rules that the attempts above show, then one line starting with "Strategy:"."""
+RETRY_INSTRUCTION = (
+    "Below are your past attempts: observations, actions, rewards and the environment's "
+    "feedback. Use them to choose better actions in this attempt, and keep to the reply format."
+)
+"""ERL's no-reflection ablation: this instruction and the raw attempts replace a reflection."""
+ATTEMPT_OBSERVATION_CHARS = 600
+"""An attempt's observations are cut at this many characters in a rulebook request."""
+
+
+def attempts_text(attempts: Sequence[Attempt], max_steps: int = 8) -> str:
+    """The attempts as a rulebook request shows them, oldest first.
+
+    Each step's observation, action, whether it had an effect, reward and feedback, then the
+    attempt's reward and the env's feedback on it (:func:`attempt_feedback`).
+    """
+    blocks = []
+    for k, a in enumerate(attempts, start=1):
+        lines = [f"### Attempt {k}"] + ([f"Task: {a.task}"] if a.task else [])
+        skipped = max(0, len(a.steps) - max_steps)
+        if skipped:
+            lines.append(f"({skipped} earlier steps not shown)")
+        for t, s in enumerate(a.steps[skipped:], start=skipped + 1):
+            effect = {True: "yes", False: "no", None: "unknown"}[s.effect]
+            effect += "" if s.valid else " (rejected)"
+            lines.append(f"Observation {t}:\n{_cut(s.observation, ATTEMPT_OBSERVATION_CHARS)}")
+            lines.append(
+                f"Action {t}: {s.action} | had an effect: {effect} | reward {s.reward:.2f}"
+            )
+            lines.append(f"Feedback {t}: {_quote(s.outcome) or '(none)'}")
+        lines.append(f"Reward: {a.score:.2f}")
+        lines.append(f"Feedback: {attempt_feedback(a)}")
+        blocks.append("\n".join(lines))
+    return "\n\n".join(blocks) or "(no attempts)"
+
+
+def attempt_feedback(a: Attempt) -> str:
+    """The env's feedback on a whole attempt, in one line: how it ended, idle moves, score."""
+    if not a.steps:
+        return f"No step was taken. Score {a.score:.2f}."
+    last = a.steps[-1]
+    said = f' with "{_quote(last.outcome)}"' if last.outcome else ""
+    n = f"{len(a.steps)} step" + ("s" if len(a.steps) != 1 else "")
+    parts = [f'It ended after {n}{said}, the last action being "{last.action}".']
+    idle = sum(s.effect is False and s.valid for s in a.steps)
+    rejected = sum(not s.valid for s in a.steps)
+    if idle:
+        parts.append(f"{idle} action(s) had no effect.")
+    if rejected:
+        parts.append(f"{rejected} action(s) were rejected.")
+    unmet, _ = _rubric_split(a.rubric)
+    if unmet:
+        parts.append("Not met: " + "; ".join(unmet) + ".")
+    return " ".join([*parts, f"Score {a.score:.2f}."])
+
+
+def retry_prompt(request: ReflectionRequest, max_steps: int = 8) -> str:
+    """ERL's no-reflection ablation: the initial prompt, :data:`RETRY_INSTRUCTION`, the attempts."""
+    attempts = attempts_text(request.attempts, max_steps)
+    return f"{request.system.strip()}\n\n{RETRY_INSTRUCTION}\n\n## Recent attempts\n{attempts}"
+
+
+def extract_prompt(text: str) -> str | None:
+    """The text inside the first ``<prompt>...</prompt>`` of ``text`` (None: no such pair)."""
+    m = _PROMPT_TAG.search(text)
+    return m.group(1).strip() if m else None
+
+
+_PROMPT_TAG = re.compile(r"<prompt>(.*?)</prompt>", re.IGNORECASE | re.DOTALL)
+
 
 def reflection_messages(request: ReflectionRequest, max_words: int = 120) -> list[Message]:
     """The chat messages asking a model for ``request``'s reflection."""
@@ -205,6 +339,12 @@ def reflection_messages(request: ReflectionRequest, max_words: int = 120) -> lis
             why="the better choice here" if lines else "the right step toward the task",
             max_words=max_words,
         )
+    elif r.kind == "rulebook":
+        base = r.memory.strip() or r.system.strip() or f"Task: {r.task}"
+        user = RULEBOOK_TEMPLATE.format(
+            heading=MEMORY_HEADING, base=base, attempts=attempts_text(r.attempts)
+        )
+        return [{"role": "system", "content": RULEBOOK_SYSTEM}, {"role": "user", "content": user}]
     else:
         template = ATTEMPT_TEMPLATE if r.kind == "attempt" else REVISION_TEMPLATE
         memory = f"\nWhat worked in an earlier success:\n{r.memory.strip()}\n" if r.memory else ""
@@ -281,7 +421,15 @@ def finish_reflection(
     SR texts are cut at the first ``</action>``, and the action in that tag (the
     ``prompting`` rule) becomes :attr:`Reflection.action`. Repeated sentences are removed,
     the text is capped at ``max_chars``, and any remaining problem fails the reflection.
+    A rulebook's text is what its ``<prompt>`` tags hold (no tags: :data:`MISSING_PROMPT_TAG`);
+    it is cleaned and capped the same way, and only an empty one fails.
     """
+    if request.kind == "rulebook":
+        body = extract_prompt(text)
+        if body is None:
+            return Reflection("", provider, ok=False, error=MISSING_PROMPT_TAG)
+        body = _cap(dedupe_sentences(body), max_chars)
+        return Reflection(body, provider, bool(body), "" if body else "empty reflection")
     action = None
     if request.kind == "alternatives":
         end = text.find(ACTION_CLOSE)
@@ -334,7 +482,11 @@ class PolicyReflector:
             return []
         completions = self.policy.complete([self.prompt(r) for r in requests], self.sampling)
         return [
-            finish_reflection(c.text, r, self.name, self.max_chars)
+            replace(
+                finish_reflection(c.text, r, self.name, self.max_chars),
+                token_ids=list(c.token_ids),
+                logprobs=list(c.logprobs),
+            )  # fmt: skip
             for c, r in zip(completions, requests, strict=True)
         ]
 
@@ -410,7 +562,8 @@ class GroundedReflector:
 
     Deterministic and model-free. SR texts name actions by their text, phrase the chosen
     action's result as expected and the alternatives' as what they did when tried, merge
-    alternatives with the same result, and stop at ``max_chars``.
+    alternatives with the same result, and stop at ``max_chars``. Rulebooks (ERL) are the
+    initial prompt plus the rules the attempts show and a strategy (:func:`grounded_rulebook`).
 
     Args:
         max_alternatives: SR: at most this many (merged) alternatives are described.
@@ -438,6 +591,8 @@ class GroundedReflector:
         if request.kind == "alternatives":
             text = self._alternatives(request)
             return Reflection(text, self.name, action=request.action)
+        if request.kind == "rulebook":
+            return Reflection(grounded_rulebook(request, self.max_chars), self.name)
         lines = self._attempt(request) if request.kind == "attempt" else self._revision(request)
         if request.memory.strip():
             lines.append(f"What worked in an earlier success: {request.memory.strip()}")
@@ -539,6 +694,267 @@ def make_reflector(
             url, model = spec.url or url, spec.name
         return HTTPReflector(url, model, sampling=sampling, **kwargs)
     raise ValueError(f"Expect a reflector in ('policy', 'http', 'grounded'), actually: {name!r}")
+
+
+# ---------------------------------------------------------------------------------------------
+# ERL rulebooks written from the evidence (the grounded writer's ``rulebook`` kind)
+
+_DIRECTIONS = {(-1, 0): "up", (1, 0): "down", (0, -1): "left", (0, 1): "right"}
+_EDGES = {(-1, 0): "top", (1, 0): "bottom", (0, -1): "left", (0, 1): "right"}
+Cell = tuple[int, int]
+Board = tuple[str, ...]
+
+
+def grounded_rulebook(r: ReflectionRequest, max_chars: int = 2000) -> str:
+    """ERL's revised system prompt from the attempts' own evidence, no model.
+
+    The initial prompt, then the rules under :data:`RULES_HEADING` (those of the memory, a
+    rulebook this writer wrote before, after the new ones), then a ``Strategy:`` line; rules
+    that do not fit in ``max_chars`` are left out. Grid boards (every observation holds one)
+    give board rules (:func:`board_facts`); any other env the rules of its feedback.
+    """
+    facts = board_facts(r.attempts) or text_facts(r.attempts)
+    old = [ln[2:] for ln in r.memory.splitlines() if ln.startswith("- ")]
+    old_strategy = [ln for ln in r.memory.splitlines() if ln.startswith("Strategy: ")]
+    strategy = facts.strategy if facts.knows_goal or not old_strategy else old_strategy[-1][10:]
+    head = f"{r.system.strip()}\n\n{RULES_HEADING}:".lstrip()
+    tail = f"Strategy: {strategy}"
+    budget = max_chars - len(head) - len(tail) - 2
+    kept = []
+    for rule in dict.fromkeys(facts.rules + old):
+        if len(rule) + 3 > budget:
+            break
+        kept.append(f"- {rule}")
+        budget -= len(rule) + 3
+    return "\n".join([head, *kept, tail])
+
+
+@dataclass
+class Facts:
+    """What a grounded rulebook says: rules (sentences) and a strategy.
+
+    Attributes:
+        rules: one fact each, as observed.
+        strategy: the plan the facts suggest.
+        knows_goal: the facts name what scored (else an earlier strategy is kept).
+    """
+
+    rules: list[str]
+    strategy: str
+    knows_goal: bool = False
+
+
+@dataclass
+class _Move:
+    """One step on a board: the board before and after it (None: after the last step)."""
+
+    step: Step
+    before: Board
+    after: Board | None
+    last: bool
+    score: float
+
+
+def board_grid(observation: str) -> Board | None:
+    """The board of an observation: its longest run (>= 2) of equal-length lines without spaces."""
+    best: list[str] = []
+    run: list[str] = []
+    for line in observation.splitlines():
+        fits = len(line) >= 2 and " " not in line
+        if fits and (not run or len(line) == len(run[0])):
+            run.append(line)
+            continue
+        best = max(best, run, key=len)
+        run = [line] if fits else []
+    best = max(best, run, key=len)
+    return tuple(best) if len(best) >= 2 else None
+
+
+def _moves(attempts: Sequence[Attempt]) -> list[_Move]:
+    """The steps of the attempts whose observations all hold boards of one shape."""
+    out = []
+    for a in attempts:
+        boards = [board_grid(s.observation) for s in a.steps]
+        shapes = {(len(b), len(b[0])) if b else None for b in boards}
+        if not boards or None in shapes or len(shapes) != 1:
+            continue
+        for t, (s, b) in enumerate(zip(a.steps, boards, strict=True)):
+            last = t == len(a.steps) - 1
+            out.append(_Move(s, b, None if last else boards[t + 1], last, a.score))  # type: ignore[arg-type]
+    return out
+
+
+def _cells(board: Board, symbol: str) -> list[Cell]:
+    return [(r, c) for r, row in enumerate(board) for c, ch in enumerate(row) if ch == symbol]
+
+
+def _at(board: Board, cell: Cell) -> str | None:
+    r, c = cell
+    return board[r][c] if 0 <= r < len(board) and 0 <= c < len(board[0]) else None
+
+
+def _agent(moves: Sequence[_Move]) -> str | None:
+    """The symbol that is alone on the board before and after a step, and moved: the agent."""
+    votes: dict[str, int] = {}
+    for m in moves:
+        if m.after is None or m.after == m.before:
+            continue
+        for sym in sorted(set("".join(m.before))):
+            a, b = _cells(m.before, sym), _cells(m.after, sym)
+            if len(a) == len(b) == 1 and a != b:
+                votes[sym] = votes.get(sym, 0) + 1
+    return min(votes, key=lambda s: (-votes[s], s)) if votes else None
+
+
+def _displacements(moves: Sequence[_Move], agent: str) -> dict[str, Cell]:
+    """Each action's most frequent move of the agent, (rows, columns)."""
+    seen: dict[str, dict[Cell, int]] = {}
+    for m in moves:
+        a = _cells(m.before, agent)
+        b = _cells(m.after, agent) if m.after is not None else []
+        if len(a) == len(b) == 1 and a != b:
+            d = (b[0][0] - a[0][0], b[0][1] - a[0][1])
+            counts = seen.setdefault(m.step.action, {})
+            counts[d] = counts.get(d, 0) + 1
+    return {act: min(c, key=lambda d: (-c[d], d)) for act, c in seen.items()}
+
+
+def _named(moves: Sequence[_Move], seen: dict[str, Cell]) -> dict[str, Cell]:
+    """``seen`` plus the moves named up/down/left/right that were never seen moving the agent.
+
+    Only when every move seen agrees with its name (an edge bump or a final step shows none).
+    """
+    by_name = {v: k for k, v in _DIRECTIONS.items()}
+    if not seen or any(by_name.get(a.lower()) != d for a, d in seen.items()):
+        return dict(seen)
+    names = dict.fromkeys(m.step.action for m in moves if m.step.action.lower() in by_name)
+    return {a: by_name[a.lower()] for a in names} | seen
+
+
+@dataclass
+class _Evidence:
+    """What stepping on each symbol did, by kind of event."""
+
+    safe: set[str] = field(default_factory=set)
+    ended: dict[str, set[float]] = field(default_factory=dict)
+    pushed: set[str] = field(default_factory=set)
+    push_ended: dict[tuple[str, str], set[float]] = field(default_factory=dict)
+    blocked: dict[str, set[str]] = field(default_factory=dict)
+    edges: dict[str, str] = field(default_factory=dict)
+
+
+def _collect(moves: Sequence[_Move], agent: str, d: dict[str, Cell]) -> _Evidence:
+    """Sort each step with a known move of the agent into the evidence (module docs)."""
+    ev = _Evidence()
+    ongoing = {m.step.outcome for m in moves if not m.last}  # feedback seen mid-episode
+    for m in moves:
+        pos = _cells(m.before, agent)
+        if not m.step.valid or len(pos) != 1 or m.step.action not in d:
+            continue
+        (r, c), (dr, dc) = pos[0], d[m.step.action]
+        target, beyond = (r + dr, c + dc), (r + 2 * dr, c + 2 * dc)
+        sym, behind = _at(m.before, target), _at(m.before, beyond)
+        if sym is None:
+            ev.edges.setdefault(m.step.action, _EDGES.get((dr, dc), "outer"))
+        elif m.after == m.before or (m.after is None and m.step.effect is False):
+            ev.blocked.setdefault(sym, set()).add(behind or "")
+        elif m.after is not None and behind not in (None, sym) and _at(m.after, beyond) == sym:
+            ev.pushed.add(sym)
+        elif not m.last:
+            ev.safe.add(sym)
+        elif m.step.outcome not in ongoing:  # an end of its own, not the step budget
+            ev.ended.setdefault(sym, set()).add(m.score)
+    for sym in [s for s in ev.ended if s in ev.pushed]:  # the last step pushed it
+        for m in moves:
+            if m.last and m.step.valid and m.step.action in d and len(_cells(m.before, agent)) == 1:
+                (r, c), (dr, dc) = _cells(m.before, agent)[0], d[m.step.action]
+                if _at(m.before, (r + dr, c + dc)) == sym:
+                    onto = _at(m.before, (r + 2 * dr, c + 2 * dc)) or ""
+                    ev.push_ended.setdefault((sym, onto), set()).add(m.score)
+        del ev.ended[sym]
+    return ev
+
+
+def board_facts(attempts: Sequence[Attempt]) -> Facts | None:
+    """Rules of a grid board, inferred from the attempts (None: no board, or no agent found)."""
+    moves = _moves(attempts)
+    agent = _agent(moves)
+    if agent is None:
+        return None
+    d = _displacements(moves, agent)
+    ev = _collect(moves, agent, _named(moves, d))
+    rules = [f"{agent} is you: it moves with your actions."]
+    for act, (dr, dc) in d.items():
+        way = _DIRECTIONS.get((dr, dc), f"by {dr} rows and {dc} columns")
+        rules.append(f'"{act}" moves {agent} one cell {way}.' if (dr, dc) in _DIRECTIONS
+                     else f'"{act}" moves {agent} {way}.')  # fmt: skip
+    for sym, scores in sorted(ev.ended.items()):
+        if sym not in ev.safe:
+            rules.append(f"Stepping on {sym} ended the episode with score {_scores(scores)}.")
+    rules += [f"Stepping on {sym} is safe: the episode went on." for sym in sorted(ev.safe)]
+    rules += [f"Moving into {sym} pushes it one cell further." for sym in sorted(ev.pushed)]
+    for (sym, onto), scores in sorted(ev.push_ended.items()):
+        rules.append(f"Pushing {sym} onto {onto} ended the episode with score {_scores(scores)}.")
+    for sym, behind in sorted(ev.blocked.items()):
+        if sym in ev.pushed:
+            rules += [
+                f"Moving into {sym} did nothing when {b} was behind it."
+                for b in sorted(behind)
+                if b
+            ]
+        else:
+            rules.append(f"Moving into {sym} had no effect: {agent} stayed.")
+    rules += [f'"{a}" had no effect at the {e} edge of the board.' for a, e in ev.edges.items()]
+    rules += _rejections(attempts)
+    return Facts(rules, *_board_strategy(ev))
+
+
+def _board_strategy(ev: _Evidence) -> tuple[str, bool]:
+    wins = [s for s, v in sorted(ev.ended.items()) if max(v) >= 1 and s not in ev.safe]
+    pushes = [f"push {s} onto {t}" for (s, t), v in sorted(ev.push_ended.items()) if max(v) >= 1]
+    losses = [s for s, v in sorted(ev.ended.items()) if max(v) <= 0 and s not in ev.safe]
+    if pushes:
+        parts = pushes[:1]
+    elif wins:
+        parts = [f"reach {wins[0]} by the shortest safe path"]
+    else:
+        parts = ["find what scores: try moves and cells not tried yet"]
+    if losses:
+        parts.append("never step on " + " or ".join(losses))
+    if ev.blocked or ev.edges:
+        parts.append("do not repeat moves that had no effect")
+    return ", ".join(parts) + ".", bool(pushes or wins)
+
+
+def text_facts(attempts: Sequence[Attempt]) -> Facts:
+    """Rules of any env from its feedback: rejected and idle actions, how attempts ended."""
+    steps = [s for a in attempts for s in a.steps]
+    rules = _rejections(attempts)
+    idle = dict.fromkeys(s.action for s in steps if s.valid and s.effect is False)
+    rules += [f'"{a}" had no effect: the observation did not change.' for a in list(idle)[:4]]
+    ends = dict.fromkeys(
+        (a.steps[-1].action, _quote(a.steps[-1].outcome), a.score) for a in attempts if a.steps
+    )
+    for action, outcome, score in list(ends)[:3]:
+        said = f' ("{outcome}")' if outcome else ""
+        rules.append(f'An attempt that ended with "{action}"{said} scored {score:.2f}.')
+    unmet = list(dict.fromkeys(c for a in attempts for c in _rubric_split(a.rubric)[0]))
+    met = list(dict.fromkeys(c for a in attempts for c in _rubric_split(a.rubric)[1]))
+    fixes = [f"meet what was not met ({'; '.join(unmet[:4])})"] if unmet else []
+    fixes += [f"keep what was met ({'; '.join(met[:4])})"] if met else []
+    fixes += ["avoid the actions that were rejected or had no effect"] if rules else []
+    return Facts(rules, ", ".join(fixes or ["try a different sequence of actions"]) + ".")
+
+
+def _rejections(attempts: Sequence[Attempt]) -> list[str]:
+    rejected = dict.fromkeys((s.action, _quote(s.outcome)) for a in attempts for s in a.steps
+                             if not s.valid)  # fmt: skip
+    return [f'"{a}" was rejected: "{fb}".' if fb else f'"{a}" was rejected.'
+            for a, fb in list(rejected)[:3]]  # fmt: skip
+
+
+def _scores(scores: set[float]) -> str:
+    return " or ".join(f"{v:g}" for v in sorted(scores))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -200,7 +200,7 @@ def _cells_of(
     if not hasattr(config, "init"):
         return [Cell(m, env_id, seed, config)]
     out: list[Cell] = []
-    for start in cfg.init or [config.init]:
+    for start in cfg.init or profile.inits.get(m.name) or [config.init]:
         init = None
         if start in METHODS and METHODS[start].trains:
             im = METHODS[start]

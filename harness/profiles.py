@@ -18,6 +18,7 @@ from earlyexp.agents.methods import Method
 from earlyexp.agents.methods.common import LearnerConfig, LLMConfig, MethodConfig
 from earlyexp.agents.methods.grpo import GRPOConfig
 from earlyexp.agents.methods.sb3 import SB3Config
+from earlyexp.agents.methods.sr import SRConfig
 
 WEBSHOP, SEARCHQA, TOOLCALL, FLIGHTS = (
     "EarlyExp/WebShop-v0", "EarlyExp/SearchQA-v0", "EarlyExp/ToolCall-v0",
@@ -76,6 +77,8 @@ class Profile:
         overrides: applied in order over the class defaults and :data:`TAG_DEFAULTS`.
         method_envs: methods of the profile that run on these envs only (the others run on
             every env); ignored for methods named with ``--methods``.
+        inits: per method with an ``init`` field, the starting points of its rows when
+            ``--init`` is not given (one row each).
     """
 
     name: str
@@ -84,6 +87,7 @@ class Profile:
     seeds: tuple[int, ...]
     overrides: tuple[Override, ...] = field(default_factory=tuple)
     method_envs: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    inits: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     def runs(self, method: str, env_id: str) -> bool:
         """Whether the profile runs ``method`` on ``env_id`` by default."""
@@ -112,6 +116,10 @@ class Profile:
 
 
 TEXT_ENVS = (WEBSHOP, SEARCHQA, TOOLCALL)
+FROZENLAKE, SOKOBAN = "EarlyExp/FrozenLake-v0", "EarlyExp/Sokoban-v0"
+RL_ENVS = (FROZENLAKE, SOKOBAN, SEARCHQA)
+LEARNERS_AND_BASELINES = ("random", "expert", "ppo", "dqn", "prompt", "il", "iwm", "sr",
+                          "grpo", "erl", "herl", "reflexion")  # fmt: skip
 
 PROFILES: dict[str, Profile] = {
     p.name: p
@@ -119,8 +127,29 @@ PROFILES: dict[str, Profile] = {
         Profile(
             name="quick",
             description="CPU, tiny model, minutes: the README's main command",
-            methods=("random", "expert", "ppo", "prompt", "il"),
+            methods=(
+                "random",
+                "expert",
+                "ppo",
+                "prompt",
+                "il",
+                "iwm",
+                "sr",
+                "grpo",
+                "erl",
+                "herl",
+                "reflexion",
+            ),  # fmt: skip
             seeds=(0,),
+            # the learning methods of the papers run on FrozenLake, from the IL cell there
+            # (and, to stay within the quick time budget, no LLM rows on FlightBooking, and
+            # the zero-shot row on the control envs and WebShop only: standard has them all)
+            method_envs={
+                **{m: (FROZENLAKE,) for m in ("iwm", "sr", "grpo", "erl", "herl", "reflexion")},
+                "prompt": (FROZENLAKE, SOKOBAN, WEBSHOP),
+                "il": (FROZENLAKE, SOKOBAN, *TEXT_ENVS),
+            },
+            inits={m: ("il",) for m in ("grpo", "erl", "herl", "reflexion")},
             overrides=(
                 Override(LLMConfig, {"threads": 2}),
                 # the tiny model trained from scratch first sits on an action-frequency
@@ -138,6 +167,8 @@ PROFILES: dict[str, Profile] = {
                 Override(MethodConfig, {"eval_tasks": 10}, envs=(FLIGHTS,)),
                 Override(LLMConfig, {"eval_tasks": 3}, envs=(FLIGHTS,)),
                 Override(LearnerConfig, {"train_episodes": 20, "steps": 50}, envs=(FLIGHTS,)),
+                # SR: K = 2 (the paper: best at 2-4), shorter reflections to train on
+                Override(SRConfig, {"K": 2}, envs=(FROZENLAKE,)),
             ),
         ),
         Profile(
@@ -149,15 +180,30 @@ PROFILES: dict[str, Profile] = {
                 Override(MethodConfig, {"eval_tasks": 3}),
                 Override(LearnerConfig, {"train_episodes": 4, "steps": 4}),
                 Override(SB3Config, {"steps": 256}),
-                Override(GRPOConfig, {"iterations": 2, "tasks_per_iter": 2, "G": 2,
-                                      "eval_every": 1, "eval_subset": 2}),  # fmt: skip
+                Override(
+                    GRPOConfig,
+                    {
+                        "iterations": 2,
+                        "tasks_per_iter": 2,
+                        "G": 2,
+                        "eval_every": 1,
+                        "eval_subset": 2,
+                    },
+                ),  # fmt: skip
             ),
         ),
         Profile(
             name="standard",
             description="CPU or GPU, hours: full panels, 3 seeds",
-            methods=("random", "expert", "ppo", "dqn", "prompt", "il"),
+            methods=LEARNERS_AND_BASELINES,
             seeds=(0, 1, 2),
+            method_envs={"grpo": RL_ENVS, "erl": RL_ENVS},
+            inits={
+                "grpo": ("raw", "il", "iwm", "sr"),
+                "erl": ("il",),
+                "herl": ("il",),
+                "reflexion": ("il",),
+            },  # fmt: skip
             overrides=(
                 Override(MethodConfig, {"eval_tasks": 500}),
                 Override(LearnerConfig, {"train_episodes": 2000, "steps": 3000}),
@@ -167,7 +213,18 @@ PROFILES: dict[str, Profile] = {
         Profile(
             name="gpu",
             description="GPU: a real checkpoint (--model PATH), bf16, batched generation",
-            methods=("random", "expert", "prompt", "il"),
+            methods=(
+                "random",
+                "expert",
+                "prompt",
+                "il",
+                "iwm",
+                "sr",
+                "grpo",
+                "erl",
+                "herl",
+                "reflexion",
+            ),  # fmt: skip
             seeds=(0, 1, 2),
             overrides=(
                 Override(MethodConfig, {"eval_tasks": 500}),

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-MODULES = ("scripted", "sb3", "prompt", "il", "iwm", "sr", "grpo")
+MODULES = ("scripted", "sb3", "prompt", "il", "iwm", "sr", "grpo", "herl", "reflexion", "erl")
 """The built-in method modules, ``earlyexp.agents.methods.<name>``."""
 
 KINDS = ("scripted", "sb3", "llm", "custom")
