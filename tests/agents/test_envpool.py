@@ -221,9 +221,12 @@ def test_ray_pool_deals_slots_round_robin_and_surfaces_env_errors(local_ray):
         assert [v.obs for v in views] == [direct_play(FL, r)[0] for r in requests]
         tasks = on_actors(local_ray, pool, lambda host: [e.unwrapped.task_index for e in host.envs])
         assert tasks == [[10, 12, 14], [11, 13]]  # slot s is env s // 2 of actor s % 2
-        local_ray.kill(pool.actors[1])  # a worker dies: the next call says so, without a hang
+        local_ray.kill(pool.actors[1])  # a worker dies: a call says so, without a hang
+        deadline = time.monotonic() + 30  # ray.kill is asynchronous: bounded wait for it
         with pytest.raises(RuntimeError, match=f"Ray env hosts of {FL!r} alive"):
-            pool.step([0, 1], ["right", "right"])
+            while time.monotonic() < deadline:
+                pool.step([0, 1], ["right", "right"])
+                time.sleep(0.05)
     finally:
         with pytest.warns(UserWarning, match="did not close"):
             pool.close()
