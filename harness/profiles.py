@@ -127,19 +127,7 @@ PROFILES: dict[str, Profile] = {
         Profile(
             name="quick",
             description="CPU, tiny model, minutes: the README's main command",
-            methods=(
-                "random",
-                "expert",
-                "ppo",
-                "prompt",
-                "il",
-                "iwm",
-                "sr",
-                "grpo",
-                "erl",
-                "herl",
-                "reflexion",
-            ),  # fmt: skip
+            methods=tuple(m for m in LEARNERS_AND_BASELINES if m != "dqn"),
             seeds=(0,),
             # the learning methods of the papers run on FrozenLake, from the IL cell there
             # (and, to stay within the quick time budget, no LLM rows on FlightBooking, and
@@ -213,18 +201,7 @@ PROFILES: dict[str, Profile] = {
         Profile(
             name="gpu",
             description="GPU: a real checkpoint (--model PATH), bf16, batched generation",
-            methods=(
-                "random",
-                "expert",
-                "prompt",
-                "il",
-                "iwm",
-                "sr",
-                "grpo",
-                "erl",
-                "herl",
-                "reflexion",
-            ),  # fmt: skip
+            methods=tuple(m for m in LEARNERS_AND_BASELINES if m not in ("ppo", "dqn")),
             seeds=(0, 1, 2),
             overrides=(
                 Override(MethodConfig, {"eval_tasks": 500}),
