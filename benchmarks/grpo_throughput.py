@@ -107,8 +107,8 @@ def config(prompts: int, G: int, max_new_tokens: int, iterations: int) -> GRPOCo
     )  # fmt: skip
 
 
-def ours_single_turn(path, turns, G, max_new_tokens, iterations) -> Timing:
-    net, tok = load_model(path, "cpu", training=True)
+def ours_single_turn(path, device, turns, G, max_new_tokens, iterations) -> Timing:
+    net, tok = load_model(path, device, training=True)
     net.eval()
     policy = HFPolicy(net, tok, batch_size=len(turns) * G)
     enc = policy.encoder
@@ -141,7 +141,7 @@ def ours_single_turn(path, turns, G, max_new_tokens, iterations) -> Timing:
     return timing
 
 
-def trl_single_turn(path, turns, G, max_new_tokens, iterations) -> Timing | None:
+def trl_single_turn(path, device, turns, G, max_new_tokens, iterations) -> Timing | None:
     try:
         import trl
         from datasets import Dataset
@@ -150,7 +150,7 @@ def trl_single_turn(path, turns, G, max_new_tokens, iterations) -> Timing | None
     except ModuleNotFoundError as e:
         print(f"no TRL rows ({e}); install it with: .venv/bin/pip install -e '.[compare]'")
         return None
-    net, tok = load_model(path, "cpu", training=True)
+    net, tok = load_model(path, device, training=True)
     texts = [tok.apply_chat_template([{"role": "system", "content": s},
                                       {"role": "user", "content": u}],
                                      tokenize=False, add_generation_prompt=True)
@@ -176,7 +176,8 @@ def trl_single_turn(path, turns, G, max_new_tokens, iterations) -> Timing | None
             output_dir=out, per_device_train_batch_size=n, num_generations=G,
             max_completion_length=max_new_tokens, max_steps=iterations + 1, learning_rate=LR,
             lr_scheduler_type="constant", warmup_steps=0, beta=BETA, epsilon=EPS_LOW,
-            epsilon_high=EPS_HIGH, temperature=TEMPERATURE, loss_type="dapo", use_cpu=True,
+            epsilon_high=EPS_HIGH, temperature=TEMPERATURE, loss_type="dapo",
+            use_cpu=device == "cpu",
             report_to="none", logging_steps=1, save_strategy="no", seed=0,
             dataloader_num_workers=0, disable_tqdm=True,
         )  # fmt: skip
@@ -198,8 +199,8 @@ def trl_single_turn(path, turns, G, max_new_tokens, iterations) -> Timing | None
     return timing
 
 
-def ours_multi_turn(path, env_id, tasks, G, max_new_tokens, iterations) -> Timing:
-    net, tok = load_model(path, "cpu", training=True)
+def ours_multi_turn(path, device, env_id, tasks, G, max_new_tokens, iterations) -> Timing:
+    net, tok = load_model(path, device, training=True)
     net.eval()
     cfg = config(tasks, G, max_new_tokens, iterations + 1)
     policy = HFPolicy(net, tok, batch_size=tasks * G)
@@ -232,28 +233,31 @@ def main() -> None:
     p.add_argument("--max-new-tokens", type=int, default=16)
     p.add_argument("--iterations", type=int, default=4, help="measured iterations per side")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
-    p.add_argument("--skip-trl", action="store_true")
+    p.add_argument("--device", default="cpu", help="cpu or cuda (both sides)")
+    p.add_argument("--skip-trl", action="store_true", help="no TRL row")
+    p.add_argument("--skip-single", action="store_true", help="only the multi-turn row")
     args = p.parse_args()
     path = resolve_model(args.model)
     print(f"model {path}, env {args.env}, prompts {args.prompts} x G {args.G}, "
           f"{args.max_new_tokens} new tokens, temperature {TEMPERATURE}, lr {LR}, "
           f"beta {BETA}, clip {EPS_LOW}/{EPS_HIGH}, 1 update per batch")  # fmt: skip
     with cpu_threads(args.threads):
-        print(f"torch {torch.__version__}, CPU threads {torch.get_num_threads()}", flush=True)
+        print(f"torch {torch.__version__}, device {args.device}, CPU threads "
+              f"{torch.get_num_threads()}", flush=True)  # fmt: skip
         turns = first_turns(args.env, args.prompts)
-        run = (turns, args.G, args.max_new_tokens, args.iterations)
-        rows = [ours_single_turn(path, *run)]
-        if not args.skip_trl:
-            trl_row = trl_single_turn(path, *run)
+        run = (path, args.device, turns, args.G, args.max_new_tokens, args.iterations)
+        rows = [] if args.skip_single else [ours_single_turn(*run)]
+        if not (args.skip_trl or args.skip_single):
+            trl_row = trl_single_turn(*run)
             rows += [trl_row] if trl_row is not None else []
-        rows.append(ours_multi_turn(path, args.env, args.tasks, args.G, args.max_new_tokens,
-                                    args.iterations))  # fmt: skip
+        multi = (path, args.device, args.env, args.tasks, args.G, args.max_new_tokens)
+        rows.append(ours_multi_turn(*multi, args.iterations))
     print("\n| run | samples/iter | s/iter | samples/s | tokens/s | tokens/sample | rollout s | "
           "train s |")  # fmt: skip
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         print(r.row())
-    if len(rows) == 3:
+    if len(rows) == 3 and "TRL" in rows[1].name:
         print(f"\nsingle turn: earlyexp / TRL samples/s = "
               f"{rows[0].samples_per_s / rows[1].samples_per_s:.2f}x")  # fmt: skip
 

@@ -5,7 +5,7 @@ same model, prompts and sampling (temperature 1, ``max_new_tokens`` per turn, no
 string, so both generate about the same number of tokens). The engine steps N envs at once
 with one batched KV-cache generation per turn; the plain loop plays one episode after the
 other and calls ``model.generate`` on one prompt per turn. The env's share of the engine's
-wall time is reported too. CPU rows always run; GPU rows run when CUDA is available.
+wall time is reported too. ``--devices``: CPU rows, and GPU rows when CUDA is available.
 With ``--workers W`` (default 2; 0 skips it) the engine also plays the same episodes with
 its envs on W Ray actors (``PoolConfig(workers=W)``, one local Ray for the whole run): the
 Ray columns. ``benchmarks/pool_overhead.py`` measures the pool's own cost per env step.
@@ -134,6 +134,7 @@ def main() -> None:
     p.add_argument("--envs", default="1,8,64", help="env counts, comma-separated")
     p.add_argument("--max-new-tokens", type=int, default=16)
     p.add_argument("--window", type=int, default=2)
+    p.add_argument("--devices", default="cpu,cuda", help="cpu and/or cuda (cuda: when available)")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     p.add_argument(
         "--workers", type=int, default=2, help="Ray actors for the Ray columns (0: none)"
@@ -149,9 +150,11 @@ def main() -> None:
     rows = []
     try:
         run = (args.env, counts, args.max_new_tokens, args.window, workers)
-        with cpu_threads(args.threads):
-            rows += measure(path, "cpu", *run)
-        if torch.cuda.is_available():
+        devices = args.devices.split(",")
+        if "cpu" in devices:
+            with cpu_threads(args.threads):
+                rows += measure(path, "cpu", *run)
+        if "cuda" in devices and torch.cuda.is_available():
             rows += measure(path, "cuda", *run)
     finally:
         if started:
@@ -166,7 +169,7 @@ def main() -> None:
         ray = f" {r.ray_tps:.1f} | {r.ray_env_share:.1%} |" if r.ray_tps is not None else ""
         print(f"| {r.device} | {r.envs} | {r.engine_tps:.1f} | {r.plain_tps:.1f} | "
               f"{r.engine_tps / r.plain_tps:.2f}x | {r.env_share:.1%} |{ray}")  # fmt: skip
-    if not torch.cuda.is_available():
+    if "cuda" in args.devices and not torch.cuda.is_available():
         for n in counts:
             none = " - | - |" if workers else ""
             print(f"| cuda | {n} | no GPU available | no GPU available | - | - |{none}")
