@@ -84,7 +84,7 @@ def from_args(cls: type[C], ns: argparse.Namespace, **base: Any) -> C:
 
 def field_names(cls: type) -> list[str]:
     """The field names of dataclass ``cls``, in order."""
-    return [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
+    return [f.name for f in dataclasses.fields(cls)]
 
 
 def check_fields(cls: type, values: dict[str, Any], where: str = "") -> None:
@@ -126,7 +126,7 @@ def describe_fields(cls: type) -> str:
     docs = field_docs_all(cls)
     hints = typing.get_type_hints(cls)
     lines = []
-    for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+    for f in dataclasses.fields(cls):
         default = f.default if f.default_factory is dataclasses.MISSING else f.default_factory()
         tp = getattr(hints[f.name], "__name__", str(hints[f.name]))
         lines.append(f"  {f.name} ({tp}, default {default!r}): {docs.get(f.name, '')}")

@@ -196,7 +196,7 @@ class RayPool:
             )
             for k, idx in groups.items()
         ]
-        return self._gather(groups, refs, len(requests))  # type: ignore[return-value]
+        return self._gather(groups, refs, len(requests))
 
     def close(self) -> None:
         """Close every env (a remote close per actor), kill the actors, end an owned Ray.

@@ -47,7 +47,7 @@ class FunctionPolicy:
 def as_policy(policy: Policy | ActFn) -> Policy:
     """``policy`` itself, or a function wrapped as :class:`FunctionPolicy`."""
     if hasattr(policy, "complete"):
-        return policy  # type: ignore[return-value]
+        return policy
     if callable(policy):
         return FunctionPolicy(policy)
     raise ValueError(f"Expect a Policy or a function act(obs, info), actually: {policy!r}")

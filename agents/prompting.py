@@ -145,6 +145,14 @@ def user_message(
     return "\n".join(lines)
 
 
+def observation_of(user: str) -> str:
+    """The observation inside a user turn of :func:`user_message` (its inverse)."""
+    head, start = "Observation:\n", user.find("Observation:\n")
+    body = user[start + len(head) :] if start >= 0 else user
+    end = body.rfind("\nAvailable actions: ")
+    return body if end < 0 else body[:end]
+
+
 def conversation(
     system: str, turns: Sequence[tuple[str, str]], current: str, window: int
 ) -> list[Message]:

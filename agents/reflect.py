@@ -648,8 +648,10 @@ class GroundedReflector:
         lines = [f"Revise the previous attempt (score {_score(r.score)})."]
         if unmet:
             lines += ["Fix, not met yet:"] + [f"- [ ] {c}" for c in unmet]
-        else:
-            lines.append("No rubric item is marked unmet; raise the score with the feedback below.")
+        elif r.rubric:
+            lines.append("Every rubric item is met; raise the score with the feedback below.")
+        else:  # naive HE: no rubric shown
+            lines.append("No rubric is given; raise the score with the feedback below.")
         if met:
             lines += ["Keep, already met:"] + [f"- [x] {c}" for c in met]
         rejected = _distinct([s for s in r.steps if not s.valid], "")

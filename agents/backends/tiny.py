@@ -236,7 +236,7 @@ def corpus(env_ids: Sequence[str], episodes: int, seed: int) -> Iterator[str]:
         try:
             for ep in range(episodes):
                 obs, info = env.reset(seed=seed + ep, options={"split": "train"})
-                yield system_prompt(info["task"], env.unwrapped.action_help())
+                yield system_prompt(info["task"], env.unwrapped.action_help())  # type: ignore[attr-defined]
                 yield from _episode_text(env, obs, info, rng, config)
         finally:
             env.close()

@@ -50,8 +50,6 @@ from earlyexp.agents import reflect
 from earlyexp.agents.chat import ChatEncoder, Segment
 from earlyexp.agents.methods import register
 from earlyexp.agents.methods.common import (
-    eval_sampling,
-    evaluate_policy,
     prompt_config,
     torch_threads,
 )
@@ -59,8 +57,9 @@ from earlyexp.agents.methods.grpo import (
     Curve,
     GRPOConfig,
     PolicyUpdater,
-    _eval_subset,
     advantages,
+    curve_point,
+    finish_rl,
     group_rewards,
     iteration_specs,
     pick_mode,
@@ -68,7 +67,7 @@ from earlyexp.agents.methods.grpo import (
 )
 from earlyexp.agents.methods.reflexion import task_of
 from earlyexp.agents.policy import SamplingParams
-from earlyexp.agents.prompting import REPLY_FORMAT, PromptConfig
+from earlyexp.agents.prompting import REPLY_FORMAT, PromptConfig, observation_of
 from earlyexp.agents.records import EpisodeRecord
 from earlyexp.agents.rollout import EpisodeSpec, RolloutEngine, Trajectory
 from earlyexp.agents.rollout import Step as Turn
@@ -319,14 +318,6 @@ def attempt_of(traj: Trajectory) -> reflect.Attempt:
     return reflect.Attempt(steps, traj.score, task_of(traj), list(traj.rubric))
 
 
-def observation_of(user: str) -> str:
-    """The observation inside a user turn of :func:`~earlyexp.agents.prompting.user_message`."""
-    head, start = "Observation:\n", user.find("Observation:\n")
-    body = user[start + len(head) :] if start >= 0 else user
-    end = body.rfind("\nAvailable actions: ")
-    return body if end < 0 else body[:end]
-
-
 def effects(obs: list[str], steps: list[Turn]) -> list[bool]:
     """Whether each step had an effect: valid, and the next observation differs.
 
@@ -476,19 +467,13 @@ class ERLUpdater(PolicyUpdater):
         alone moves them), as grpo.
         """
         from earlyexp.agents.train.batch import TrainBatch
-        from earlyexp.agents.train.losses import reference_logprobs
 
-        keep = [i for i, a in enumerate(data.A) if a != 0.0] or list(range(len(data.A)))
         metrics: dict[str, float] = {"kept": float(sum(a != 0.0 for a in data.A))}
         size = self.config.minibatch
         for _ in range(self.config.updates_per_iter):
             parts: list[RoleBatch] = []
-            if keep:
-                pg = TrainBatch.from_trajectories([data.pg[i] for i in keep], self.pad, mode,
-                                                  advantages=[data.A[i] for i in keep])  # fmt: skip
-                if self.ref is not None:
-                    ref_device = next(self.ref.parameters()).device
-                    pg.ref_logprobs = reference_logprobs(self.ref, pg.to(ref_device))
+            if data.pg:
+                pg = self.pg_batch(data.pg, data.A, mode)
                 parts += [RoleBatch("pg", b) for b in pg.split(size)]
             if data.raft:
                 raft = TrainBatch.from_trajectories(data.raft, self.pad, mode, weights=data.w)
@@ -606,7 +591,7 @@ def run(
     **kwargs: Any,
 ) -> list[EpisodeRecord]:  # fmt: skip
     """Experiential RL: gated reflection, second attempt, memory, internalization."""
-    path, run_dir = start_checkpoint(config, model, kwargs), Path(run_dir)
+    path, run_dir = start_checkpoint(config.init, model, kwargs), Path(run_dir)
     with torch_threads(config, model):
         return _erl(env_id, seed, config, run_dir, device, model, path, kwargs.get("pool"))
 
@@ -616,7 +601,6 @@ def _erl(
     path: Path, pool: Any,
 ) -> list[EpisodeRecord]:  # fmt: skip
     from earlyexp.agents.backends.hf import HFPolicy, load_model
-    from earlyexp.agents.sft import save_checkpoint
 
     prompt = prompt_config(config, model)
     net, tokenizer = load_model(path, device, training=True)
@@ -634,8 +618,7 @@ def _erl(
     stats = ERLStats.resume(run_dir / STATS_FILE, ctx.reflector.name, settings, start)
     m = stats.memory
     for it in range(start, config.iterations):
-        if config.eval_every and it % config.eval_every == 0 and not curve.has(it):
-            curve.add(it, _eval_subset(policy, env_id, config, seed, prompt, pool))
+        curve_point(curve, it, policy, env_id, config, seed, prompt, pool)
         rd = erl_round(it, ctx, m)
         data = training_set(rd, config, policy.encoder)
         metrics = updater.update_roles(data, pick_mode(config.mode, rd.y1 + rd.y2, prompt.window))
@@ -643,7 +626,4 @@ def _erl(
         curve.step(it, rd.r1 + rd.r2, metrics, it_stats.tokens, it_stats.samples)
         stats.add(it_stats)
         m = rd.m
-    curve.add(config.iterations, _eval_subset(policy, env_id, config, seed, prompt, pool))
-    save_checkpoint(net, tokenizer, run_dir / "checkpoint")
-    sampling = eval_sampling(config, seed)
-    return evaluate_policy(policy, env_id, config, seed, run_dir, prompt, sampling, pool)
+    return finish_rl(curve, policy, env_id, config, seed, run_dir, prompt, pool)

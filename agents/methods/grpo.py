@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -140,14 +141,26 @@ def aggregated(loss_fn: Any, agg: str) -> Any:
     return seq_sum_mean
 
 
+def kept_rows(A: list[float]) -> list[int]:
+    """Rows whose advantage is not 0, or every row when all are 0.
+
+    Uniform groups give no policy gradient; when every group is uniform the step still runs
+    on all rows (the KL term alone moves them).
+    """
+    return [i for i, a in enumerate(A) if a != 0.0] or list(range(len(A)))
+
+
 class PolicyUpdater:
-    """The GRPO update: a frozen reference, the shared trainer, the clipped loss."""
+    """The GRPO update: a frozen reference, the shared trainer, the clipped loss.
+
+    Subclasses change the loss (:meth:`loss`) or add micro-batches of other kinds around
+    :meth:`pg_batch` (erl's RAFT rows).
+    """
 
     def __init__(self, net: Any, tokenizer: Any, config: GRPOConfig, seed: int, state_dir: Path):
         import copy
 
         from earlyexp.agents.train.loop import TrainConfig, Trainer
-        from earlyexp.agents.train.losses import policy_loss
 
         self.net, self.config = net, config
         self.pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
@@ -157,25 +170,43 @@ class PolicyUpdater:
             steps=config.iterations * config.updates_per_iter, lr=config.lr,
             warmup_ratio=0.0, seed=seed, log_every=1, checkpoint_every=every,
         )  # fmt: skip
-        loss = partial(policy_loss, eps_low=config.eps_low, eps_high=config.eps_high,
-                       beta=config.beta)  # fmt: skip
-        self.trainer = Trainer(net, aggregated(loss, config.loss_agg), train, state_dir, "grpo")
+        self.trainer = Trainer(net, aggregated(self.loss(), config.loss_agg), train, state_dir,
+                               "grpo")  # fmt: skip
 
-    def update(self, trajs: list[Trajectory], A: list[float], mode: str) -> dict[str, float]:
-        """``updates_per_iter`` steps on the rollouts whose advantage is not 0."""
+    def loss(self) -> Any:
+        """The per-micro-batch loss: clipped surrogate (eps_low / eps_high) + beta * k3 KL."""
+        from earlyexp.agents.train.losses import policy_loss
+
+        c = self.config
+        return partial(policy_loss, eps_low=c.eps_low, eps_high=c.eps_high, beta=c.beta)
+
+    def pg_batch(
+        self, trajs: list[Trajectory], A: list[float], mode: str,
+        off_policy: Sequence[bool] | None = None,
+    ) -> Any:  # fmt: skip
+        """The policy-gradient rows (:func:`kept_rows`) as one batch, with reference log-probs."""
         from earlyexp.agents.train.batch import TrainBatch
         from earlyexp.agents.train.losses import reference_logprobs
 
-        # rows of uniform groups (A = 0) give no policy gradient: left out, unless every group
-        # was uniform, when the step still runs on all rows (the KL term alone moves them)
-        keep = [i for i, a in enumerate(A) if a != 0.0] or list(range(len(A)))
+        keep = kept_rows(A)
+        off = [off_policy[i] for i in keep] if off_policy is not None else None
+        batch = TrainBatch.from_trajectories([trajs[i] for i in keep], self.pad, mode,
+                                             advantages=[A[i] for i in keep], off_policy=off)  # fmt: skip
+        if self.ref is not None:
+            batch.ref_logprobs = reference_logprobs(self.ref, batch.to(_device(self.ref)))
+        return batch
+
+    def update(
+        self, trajs: list[Trajectory], A: list[float], mode: str,
+        off_policy: Sequence[bool] | None = None,
+    ) -> dict[str, float]:  # fmt: skip
+        """``updates_per_iter`` steps on the rows whose advantage is not 0.
+
+        ``off_policy``: per trajectory, whether its loss is the off-policy shaped one (herl).
+        """
         metrics: dict[str, float] = {"kept": float(sum(a != 0.0 for a in A))}
         for _ in range(self.config.updates_per_iter):
-            batch = TrainBatch.from_trajectories(
-                [trajs[i] for i in keep], self.pad, mode, advantages=[A[i] for i in keep]
-            )
-            if self.ref is not None:
-                batch.ref_logprobs = reference_logprobs(self.ref, batch.to(_device(self.ref)))
+            batch = self.pg_batch(trajs, A, mode, off_policy)
             metrics |= self.trainer.step(batch.split(self.config.minibatch))
         self.net.eval()
         return metrics
@@ -192,20 +223,24 @@ def iteration_specs(it: int, config: GRPOConfig, seed: int) -> list[EpisodeSpec]
             for _ in range(config.G)]  # fmt: skip
 
 
-def start_checkpoint(config: GRPOConfig, model: str, kwargs: dict[str, Any]) -> Path:
-    """The checkpoint GRPO starts from (see ``init``)."""
-    if config.init == "raw":
+def start_checkpoint(init: str, model: str, kwargs: dict[str, Any]) -> Path:
+    """The checkpoint an RL method starts from.
+
+    ``init``: raw (``model`` itself), il, iwm or sr (that cell's checkpoint,
+    ``kwargs["init_dir"]``), or a checkpoint path.
+    """
+    if init == "raw":
         return require_local(model, "grpo")
-    if config.init in INIT_METHODS:
+    if init in INIT_METHODS:
         init_dir = kwargs.get("init_dir")
         path = Path(init_dir) / "checkpoint" if init_dir else None
         if path is None or not (path / "config.json").exists():
             raise ValueError(
-                f"Expect the {config.init} cell's checkpoint for init={config.init} (the bench "
-                f"runs that cell first), actually: {path}; or give init=PATH"
+                f"Expect the {init} cell's checkpoint for init={init} (the bench runs that "
+                f"cell first), actually: {path}; or give init=PATH"
             )
         return path
-    return require_local(config.init, "grpo")
+    return require_local(init, "grpo")
 
 
 @register("grpo", config=GRPOConfig, kind="llm", trains=True)
@@ -214,7 +249,7 @@ def run(
     **kwargs: Any,
 ) -> list[EpisodeRecord]:  # fmt: skip
     """Multi-turn GRPO (clip-higher, k3 KL) from raw, il, iwm, sr or a checkpoint."""
-    path, run_dir = start_checkpoint(config, model, kwargs), Path(run_dir)
+    path, run_dir = start_checkpoint(config.init, model, kwargs), Path(run_dir)
     with torch_threads(config, model):
         return _grpo(env_id, seed, config, run_dir, device, model, path, kwargs.get("pool"))
 
@@ -226,7 +261,6 @@ def _grpo(
     from earlyexp.agents.backends.hf import HFPolicy, load_model
     from earlyexp.agents.policy import SamplingParams
     from earlyexp.agents.rollout import RolloutEngine
-    from earlyexp.agents.sft import save_checkpoint
 
     prompt = prompt_config(config, model)
     net, tokenizer = load_model(path, device, training=True)
@@ -236,8 +270,7 @@ def _grpo(
     start = updater.trainer.done // config.updates_per_iter
     curve = Curve(run_dir / "curve.json", start)
     for it in range(start, config.iterations):
-        if config.eval_every and it % config.eval_every == 0 and not curve.has(it):
-            curve.add(it, _eval_subset(policy, env_id, config, seed, prompt, pool))
+        curve_point(curve, it, policy, env_id, config, seed, prompt, pool)
         sampling = SamplingParams(max_new_tokens=config.max_new_tokens, top_p=config.top_p,
                                   temperature=config.sample_temperature, seed=seed * 7_919 + it)  # fmt: skip
         engine = RolloutEngine(policy, prompt, sampling, pool)
@@ -246,8 +279,27 @@ def _grpo(
         A = advantages(r, config.G, config.scale_std)
         m = updater.update(trajs, A, pick_mode(config.mode, trajs, prompt.window))
         curve.step(it, r, m, sum(t.tokens for t in trajs), len(trajs))
+    return finish_rl(curve, policy, env_id, config, seed, run_dir, prompt, pool)
+
+
+def curve_point(
+    curve: Curve, it: int, policy: Any, env_id: str, config: GRPOConfig, seed: int, prompt: Any,
+    pool: Any,
+) -> None:  # fmt: skip
+    """Evaluate the learning curve at iteration ``it`` when it is due and not done yet."""
+    if config.eval_every and it % config.eval_every == 0 and not curve.has(it):
+        curve.add(it, _eval_subset(policy, env_id, config, seed, prompt, pool))
+
+
+def finish_rl(
+    curve: Curve, policy: Any, env_id: str, config: GRPOConfig, seed: int, run_dir: Path,
+    prompt: Any, pool: Any,
+) -> list[EpisodeRecord]:  # fmt: skip
+    """The end of an RL cell: the last curve point, the checkpoint, the test panels."""
+    from earlyexp.agents.sft import save_checkpoint
+
     curve.add(config.iterations, _eval_subset(policy, env_id, config, seed, prompt, pool))
-    save_checkpoint(net, tokenizer, run_dir / "checkpoint")
+    save_checkpoint(policy.model, policy.tokenizer, run_dir / "checkpoint")
     sampling = eval_sampling(config, seed)
     return evaluate_policy(policy, env_id, config, seed, run_dir, prompt, sampling, pool)
 

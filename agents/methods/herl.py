@@ -46,8 +46,6 @@ from typing import Any
 from earlyexp.agents.methods import register
 from earlyexp.agents.methods.common import (
     close_policy,
-    eval_sampling,
-    evaluate_policy,
     prompt_config,
     torch_threads,
 )
@@ -55,9 +53,9 @@ from earlyexp.agents.methods.grpo import (
     Curve,
     GRPOConfig,
     PolicyUpdater,
-    _eval_subset,
     advantages,
-    aggregated,
+    curve_point,
+    finish_rl,
     group_rewards,
     iteration_specs,
     pick_mode,
@@ -270,36 +268,13 @@ def hindsight_batch(
 class HeRLUpdater(PolicyUpdater):
     """grpo's updater with HeRL's loss: rows flagged off-policy get -A rho / (rho + gamma)."""
 
-    def __init__(self, net: Any, tokenizer: Any, config: HeRLConfig, seed: int, state_dir: Path):
+    def loss(self) -> Any:
+        """The loss of grpo, with the off-policy shaping of ``gamma``."""
         from earlyexp.agents.train.losses import policy_loss
 
-        super().__init__(net, tokenizer, config, seed, state_dir)
-        loss = partial(policy_loss, eps_low=config.eps_low, eps_high=config.eps_high,
-                       beta=config.beta, gamma=config.gamma)  # fmt: skip
-        self.trainer.loss_fn = aggregated(loss, config.loss_agg)
-
-    def update(
-        self, trajs: list[Trajectory], A: list[float], mode: str,
-        off_policy: Sequence[bool] | None = None,
-    ) -> dict[str, float]:  # fmt: skip
-        """``updates_per_iter`` steps on the rows whose advantage is not 0 (as grpo)."""
-        from earlyexp.agents.train.batch import TrainBatch
-        from earlyexp.agents.train.losses import reference_logprobs
-
-        off = list(off_policy) if off_policy is not None else [False] * len(trajs)
-        keep = [i for i, a in enumerate(A) if a != 0.0] or list(range(len(A)))
-        metrics: dict[str, float] = {"kept": float(sum(a != 0.0 for a in A))}
-        for _ in range(self.config.updates_per_iter):
-            batch = TrainBatch.from_trajectories(
-                [trajs[i] for i in keep], self.pad, mode, advantages=[A[i] for i in keep],
-                off_policy=[off[i] for i in keep],
-            )  # fmt: skip
-            if self.ref is not None:
-                ref_device = next(self.ref.parameters()).device
-                batch.ref_logprobs = reference_logprobs(self.ref, batch.to(ref_device))
-            metrics |= self.trainer.step(batch.split(self.config.minibatch))
-        self.net.eval()
-        return metrics
+        c = self.config
+        return partial(policy_loss, eps_low=c.eps_low, eps_high=c.eps_high, beta=c.beta,
+                       gamma=c.gamma)  # fmt: skip
 
 
 # ---------------------------------------------------------------------------------------------
@@ -410,7 +385,7 @@ def run(
     **kwargs: Any,
 ) -> list[EpisodeRecord]:  # fmt: skip
     """HeRL: GRPO with rubric-guided revisions of failed groups (off-policy, shaped loss)."""
-    path, run_dir = start_checkpoint(config, model, kwargs), Path(run_dir)
+    path, run_dir = start_checkpoint(config.init, model, kwargs), Path(run_dir)
     with torch_threads(config, model):
         return _herl(env_id, seed, config, run_dir, device, model, path, kwargs.get("pool"))
 
@@ -427,7 +402,6 @@ def _herl(
 ) -> list[EpisodeRecord]:  # fmt: skip
     from earlyexp.agents.backends.hf import HFPolicy, load_model
     from earlyexp.agents.reflect import make_reflector
-    from earlyexp.agents.sft import save_checkpoint
 
     prompt = prompt_config(config, model)
     net, tokenizer = load_model(path, device, training=True)
@@ -440,8 +414,7 @@ def _herl(
     stats = HeRLStats.resume(run_dir / STATS_FILE, reflector.name, start)
     try:
         for it in range(start, config.iterations):
-            if config.eval_every and it % config.eval_every == 0 and not curve.has(it):
-                curve.add(it, _eval_subset(policy, env_id, config, seed, prompt, pool))
+            curve_point(curve, it, policy, env_id, config, seed, prompt, pool)
             step = herl_iteration(it, policy, reflector, env_id, config, seed, prompt, pool)
             mode = pick_mode(config.mode, step.trajs, prompt.window)
             m = updater.update(step.trajs, step.A, mode, step.off_policy)
@@ -450,7 +423,4 @@ def _herl(
             stats.add(step.stats)
     finally:
         close_policy(reflector)
-    curve.add(config.iterations, _eval_subset(policy, env_id, config, seed, prompt, pool))
-    save_checkpoint(net, tokenizer, run_dir / "checkpoint")
-    sampling = eval_sampling(config, seed)
-    return evaluate_policy(policy, env_id, config, seed, run_dir, prompt, sampling, pool)
+    return finish_rl(curve, policy, env_id, config, seed, run_dir, prompt, pool)

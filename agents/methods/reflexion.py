@@ -133,8 +133,13 @@ class TaskTrials:
                            label=f"trial{len(self.trials) + 1}")  # fmt: skip
 
     def remember(self, text: str, size: int) -> None:
-        """Add the reflection on the last trial; keep the last ``size``."""
-        self.memory = [*self.memory, f"(trial {len(self.trials)}) {text}"][-size:]
+        """Add the reflection on the last trial; keep the last ``size`` distinct ones.
+
+        A reflection equal to one in the memory replaces it (labelled with the new trial), so
+        a writer that repeats itself does not fill the memory with copies.
+        """
+        kept = [m for m in self.memory if m.split(") ", 1)[-1] != text]
+        self.memory = [*kept, f"(trial {len(self.trials)}) {text}"][-size:]
 
 
 @dataclass
@@ -206,9 +211,9 @@ def _start(config: ReflexionConfig, model: str, kwargs: dict[str, Any]) -> str:
     """The model to play: ``--model`` itself (raw, which may be an HTTP one), else grpo's start."""
     if config.init == "raw":
         return model
-    from earlyexp.agents.methods.grpo import GRPOConfig, start_checkpoint
+    from earlyexp.agents.methods.grpo import start_checkpoint
 
-    return str(start_checkpoint(GRPOConfig(init=config.init), model, kwargs))
+    return str(start_checkpoint(config.init, model, kwargs))
 
 
 def _reflexion(

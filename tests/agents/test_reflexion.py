@@ -53,6 +53,15 @@ def test_memory_holds_the_last_3_and_trial_k_sees_only_trials_before_k():
     assert [len(r.steps) for r in reflector.requests] == [len(t.steps) for t in trials[:5]]
 
 
+def test_a_repeated_reflection_replaces_its_copy_in_the_memory():
+    t = TaskTrials("test", 0, 0)
+    for text in ["A", "B", "A", "A"]:
+        t.trials.append(None)  # only the count matters here
+        t.remember(text, 3)
+        assert len(t.memory) == len(set(t.memory))
+    assert t.memory == ["(trial 2) B", "(trial 4) A"]
+
+
 class ExpertAfterReflection:
     """Fails (an invalid action) until a reflection is in its context, then plays the expert."""
 
