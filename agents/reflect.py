@@ -213,7 +213,7 @@ the results above. Rules:
 tried, never describe a result as something I see now.
 - Do not repeat a sentence.
 End with the action as <action>{action}</action>"""
-ALTERNATIVES_BLOCK = "\nOther actions, and what each did when tried:\n{lines}\n"
+ALTERNATIVES_BLOCK = "\nOther actions, numbered, and what each did when tried:\n{lines}\n"
 ATTEMPT_TEMPLATE = """Task: {task}
 
 My last attempt (score {score}):
@@ -329,7 +329,8 @@ def reflection_messages(request: ReflectionRequest, max_words: int = 120) -> lis
     """The chat messages asking a model for ``request``'s reflection."""
     r = request
     if r.kind == "alternatives":
-        lines = "\n".join(f"- {_tried(s)}" for s in _distinct(r.alternatives, r.action))
+        tried = _distinct(r.alternatives, r.action)
+        lines = "\n".join(f"{i}. {_tried(s)}" for i, s in enumerate(tried, start=1))
         user = ALTERNATIVES_TEMPLATE.format(
             task=r.task,
             observation=_cut(r.observation, OBSERVATION_CHARS),

@@ -198,13 +198,13 @@ def test_validate_reflection_flags_label_leaks_and_repeated_sentences():
     assert validate_reflection("I should click Option 2 to buy it.", shop) == []
 
 
-def test_prompts_forbid_the_pitfalls_and_show_outcomes_by_action_text():
+def test_prompts_forbid_the_pitfalls_and_number_the_alternatives_with_their_outcomes():
     (system, user) = reflection_messages(sr_request(), max_words=50)
     assert system["role"] == "system" and user["role"] == "user"
     text = user["content"]
     assert "at most 50 words" in text and '"Down" is the better choice' in text
     assert 'Never write "expert", "Action 1"' in text and "did when tried" in text
-    assert "- Up: The agent did not move (rejected)" in text and "- Down:" not in text
+    assert "1. Up: The agent did not move (rejected)" in text and ". Down:" not in text
     assert text.endswith("<action>Down</action>")
     k0 = reflection_messages(sr_request(0))[1]["content"]
     assert "Other actions" not in k0 and "right step toward the task" in k0
