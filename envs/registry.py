@@ -78,10 +78,19 @@ ENTRIES: list[EnvEntry] = [
 
 
 def register_all() -> None:
-    """Register every entry with Gymnasium (idempotent)."""
+    """Register every entry with Gymnasium (idempotent).
+
+    Gymnasium's passive env checker is off (``disable_env_checker=True``): in gymnasium 1.x a
+    first ``reset`` that raises (a rejected ``task`` option) leaves the checker without its
+    reset data, and every later ``step`` of that env then raises ``TypeError``. The contract
+    tests run ``check_env`` on every id instead; ``gym.make(id, disable_env_checker=False)``
+    turns the checker back on (with that gymnasium bug).
+    """
     for e in ENTRIES:
         if e.id not in registry:
-            register(id=e.id, entry_point=e.entry_point, kwargs=dict(e.kwargs))
+            register(
+                id=e.id, entry_point=e.entry_point, kwargs=dict(e.kwargs), disable_env_checker=True
+            )
 
 
 def env_ids(tag: str | None = None) -> list[str]:

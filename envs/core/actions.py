@@ -57,6 +57,21 @@ def echo(text: str, limit: int = MAX_ECHO) -> str:
     return repr(shown)
 
 
+def lone_surrogate(text: str) -> str | None:
+    """Say where ``text`` holds a lone surrogate (U+D800..U+DFFF), or None when it has none.
+
+    Such a ``str`` cannot be encoded as UTF-8, so it is refused as agent input: observations
+    that echo it would break every consumer that encodes them.
+    """
+    if text.isascii():
+        return None
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as err:
+        return f"it holds a lone surrogate {text[err.start]!r} at position {err.start}"
+    return None
+
+
 class ActionGrammar:
     """Parses action strings against a table of :class:`ActionSpec` and describes the table."""
 

@@ -16,7 +16,7 @@ from typing import Any, ClassVar, Generic, TypeVar
 import gymnasium as gym
 import numpy as np
 
-from earlyexp.envs.core.actions import ActionGrammar, echo
+from earlyexp.envs.core.actions import ActionGrammar, echo, lone_surrogate
 from earlyexp.envs.core.panels import build_panel, check_index, check_split, panel_hash, task_rng
 from earlyexp.envs.core.spaces import AnyText
 from earlyexp.envs.core.types import RubricItem, StepInfo
@@ -216,8 +216,12 @@ class TextEnv(gym.Env[str, str], Generic[TaskT]):
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[str, StepInfo]:
-        """Start an episode; ``options`` may hold ``split`` and ``task`` (an index)."""
-        super().reset(seed=seed)
+        """Start an episode; ``options`` may hold ``split`` and ``task`` (an index).
+
+        Options are checked before anything changes: a rejected reset (``ValueError``) leaves
+        the env as it was, its episode (if any) still steppable. If the episode fails to
+        start after that (a dead browser), the env needs another ``reset``.
+        """
         options = dict(options or {})
         unknown = set(options) - {"split", "task"}
         if unknown:
@@ -226,15 +230,21 @@ class TextEnv(gym.Env[str, str], Generic[TaskT]):
             )
         split = check_split(options.get("split", "train"))
         size = self.panel_sizes.get(split)
-        if "task" in options and options["task"] is not None:
+        index = None
+        if options.get("task") is not None:
             index = check_index(split, options["task"], size)
-        else:
+        super().reset(seed=seed)
+        if index is None:
             index = int(self.np_random.integers(size if size is not None else TRAIN_STREAM))
-        self.split, self.task_index = split, index
-        self.task = self.make_task(task_rng(self.family, split, index), split)
+        task = self.make_task(task_rng(self.family, split, index), split)
+        self.split, self.task_index, self.task = split, index, task
         self._steps, self._done, self._terminated = 0, False, False
-        self._feedback = self._begin(self.task)
-        self._obs = self._observation(self._feedback)
+        try:
+            self._feedback = self._begin(task)
+            self._obs = self._observation(self._feedback)
+        except BaseException:
+            self.task = None  # half begun: step() asks for a reset
+            raise
         return self._obs, self._info(True, final=False)
 
     def step(self, action: str) -> tuple[str, float, bool, bool, StepInfo]:
@@ -245,12 +255,13 @@ class TextEnv(gym.Env[str, str], Generic[TaskT]):
             msg = "The episode has ended; call reset() to start a new one."
             return self._obs, 0.0, self._terminated, not self._terminated, self._info(False, msg)
         self._steps += 1
-        if isinstance(action, str):
-            outcome = self._apply(action)
+        if not isinstance(action, str):
+            why = f"Expected the action as text (str), got {type(action).__name__}."
+            outcome = Outcome(False, why)
+        elif (bad := lone_surrogate(action)) is not None:
+            outcome = Outcome(False, f"The action is not valid Unicode text: {bad}.")
         else:
-            outcome = Outcome(
-                False, f"Expected the action as text (str), got {type(action).__name__}."
-            )
+            outcome = self._apply(action)
         return self._finish_step(outcome)
 
     def _finish_step(self, outcome: Outcome) -> tuple[str, float, bool, bool, StepInfo]:

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from earlyexp.envs.core.actions import echo
+from earlyexp.envs.core.actions import echo, lone_surrogate
 
 MAX_ACTION_CHARS = 20_000
 MAX_CALLS = 16
@@ -108,9 +108,15 @@ def call_str(name: str, **kwargs: Any) -> str:
 
 def _literal(node: ast.AST) -> Any:
     """Return the value of a literal node; raise CallError for anything else."""
-    if isinstance(node, ast.Constant) and isinstance(
-        node.value, (str, int, float, bool, type(None))
-    ):
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        bad = lone_surrogate(node.value)
+        if bad is not None:
+            raise CallError(
+                f"Invalid argument: the string {echo(node.value)} is not valid Unicode text "
+                f"({bad}); write the character itself or a \\U escape."
+            )
+        return node.value
+    if isinstance(node, ast.Constant) and isinstance(node.value, (int, float, bool, type(None))):
         return node.value
     if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
         inner = node.operand

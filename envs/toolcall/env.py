@@ -92,7 +92,9 @@ class ToolCallEnv(TextEnv[ToolTask]):
     follow the documented order. The text is parsed with ``ast`` and never evaluated: only
     calls of documented function names with literal arguments (strings, numbers, booleans,
     None, lists/dicts of those) are accepted; attribute access (``os.system``), names,
-    nested calls, lambdas, comprehensions, f-strings and ``*``/``**`` unpacking are rejected.
+    nested calls, lambdas, comprehensions, f-strings and ``*``/``**`` unpacking are rejected,
+    and so are strings that are not valid Unicode text (a lone surrogate, U+D800 to U+DFFF,
+    raw or as an escape).
     Each call is checked against its signature (no such function, missing required argument
     'path', argument 'amount' must be float, unexpected argument). An action is applied whole
     or not at all: if a call is malformed or fails in the simulator ("No such file"), nothing
@@ -130,6 +132,8 @@ class ToolCallEnv(TextEnv[ToolTask]):
     ## Version history
     * v0: initial version.
     * v0 (same tasks and observations): ``summarize``, the next-state text of IWM.
+    * v0 (same tasks and observations): a string argument holding a lone surrogate is an
+      invalid action (it made observations that could not be encoded as UTF-8).
     """
 
     grammar = GRAMMAR

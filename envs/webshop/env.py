@@ -28,6 +28,8 @@ from earlyexp.envs.webshop.pages import (
 from earlyexp.envs.webshop.reward import check_reward_mode, score_purchase
 
 BUDGET = 15
+MAX_QUERY_CHARS = 500
+"""Longest search query accepted (as SearchQA); a longer one is an invalid action."""
 SEARCH_TEMPLATE = "search[<query>]"
 MAX_LISTED = 20
 PROGRESS_FROM = 100_000
@@ -101,8 +103,9 @@ class WebShopEnv(TextEnv[Goal]):
     ``click[...]`` elsewhere. ``< Prev`` and ``Next >`` appear only when they lead somewhere.
     Examples: ``search[gluten free party mix 2 pound]``, ``click[Next >]``,
     ``click[B0A1B2C3D4]``, ``click[2 pound]``, ``click[Description]``, ``click[Buy Now]``.
-    Anything else, or a search off the search page, is invalid: state unchanged,
-    ``info["action_valid"]`` False, the step counts toward the budget.
+    A query has at most 500 characters. Anything else, a longer query or a search off the
+    search page is invalid: state unchanged, ``info["action_valid"]`` False, the step counts
+    toward the budget.
 
     ## Reward
     Sparse: 0 until the purchase, then WebShop's R = r_type x (N_att + N_opt + 1[price <=
@@ -143,6 +146,7 @@ class WebShopEnv(TextEnv[Goal]):
     * v0 (same tasks and pages): ``summarize``, the next-state text of IWM.
     * v0 (same tasks and pages): a snapshot keeps whether the last action was valid, so a
       restored page shows (or hides) its error line as it did.
+    * v0 (same tasks and pages): a search query longer than 500 characters is invalid.
     """
 
     grammar = GRAMMAR
@@ -299,6 +303,12 @@ class WebShopEnv(TextEnv[Goal]):
     def _search(self, view: View, query: str) -> Outcome:
         if view.page != "search":
             return Outcome(False, f"There is no search box on this page; click[{BACK}] first.")
+        if len(query) > MAX_QUERY_CHARS:
+            return self.invalid(
+                f"The search query is too long ({len(query)} characters; at most "
+                f"{MAX_QUERY_CHARS})",
+                query,
+            )
         if not query_terms(query):
             return self.invalid("The search query has no words", query)
         self.state = View("results", query)

@@ -269,3 +269,62 @@ def test_panels_identical_across_processes(env_id):
 def test_string_id_form_needs_no_import(env_id):
     code = f"import gymnasium as gym; e = gym.make('earlyexp.envs:{env_id}'); e.reset(seed=0); e.close()"
     subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
+
+
+SURROGATE_ACTIONS = [
+    "\ud800",
+    "search[\udfff]",
+    "click[\ud83d]",
+    "answer[x\ud800]",
+    "type[e1][\udc00]",
+    'respond(message="\ud800")',
+    'respond(message="\\ud800")',  # the escape: ast makes the lone surrogate
+    'respond(message="\\ud83d\\ude00")',  # two escapes are two lone surrogates, not one char
+    'write_file(path="/x", content="\\udfff")',
+]
+
+
+def assert_utf8(obs: str, info: dict) -> None:
+    texts = [obs, info["task"], info["feedback"], *info["available_actions"]]
+    texts += [item["criterion"] for item in info.get("rubric", [])]
+    for text in texts:
+        text.encode("utf-8")  # raises UnicodeEncodeError on a lone surrogate
+
+
+@pytest.mark.parametrize("env_id", IDS)
+def test_every_observation_is_valid_utf8(env_id):
+    env = make(env_id)
+    raw = env.unwrapped
+    obs, info = env.reset(seed=4)
+    assert_utf8(obs, info)
+    snap = raw.snapshot()
+    for action in SURROGATE_ACTIONS + NEAR_MISSES:
+        obs, reward, term, trunc, info = env.step(action)
+        assert_utf8(obs, info)
+        if action in SURROGATE_ACTIONS:
+            assert info["action_valid"] is False, f"{action!r} was accepted"
+        if any(0xD800 <= ord(c) <= 0xDFFF for c in action):
+            assert "surrogate" in info["feedback"]
+        raw.restore(snap)
+    done = False
+    while not done:
+        obs, reward, term, trunc, info = env.step(raw.expert_action())
+        assert_utf8(obs, info)
+        done = term or trunc
+    env.close()
+
+
+@pytest.mark.parametrize("env_id", IDS)
+def test_rejected_first_reset_leaves_a_made_env_usable(env_id):
+    env = make(env_id)  # through gym.make's wrappers, as users get it
+    with pytest.raises(ValueError, match="task"):
+        env.reset(options={"split": "test", "task": 10**9})
+    obs, info = env.reset(seed=0)
+    out = env.step(env.unwrapped.expert_action())
+    assert out[4]["action_valid"] is True
+    before = env.unwrapped.state_fingerprint()
+    with pytest.raises(ValueError, match="split"):
+        env.reset(options={"split": "validation"})
+    assert env.unwrapped.state_fingerprint() == before  # the episode goes on
+    assert env.step(env.unwrapped.expert_action())[4]["action_valid"] is True
+    env.close()

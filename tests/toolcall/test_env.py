@@ -112,3 +112,25 @@ def test_action_help_is_the_episode_function_table(env):
     text = env.action_help()
     assert "search_flights(origin: str, destination: str, date: str)" in text
     assert "cancel_booking" not in text and "respond(message: str)" in text
+
+
+@pytest.mark.parametrize(
+    "action",
+    [
+        'respond(message="\\ud800")',
+        'respond(message="ok \\udfff")',
+        'write_file(path="/home/user/x.txt", content="\\ud83d\\ude00")',
+        'respond(message=["\\ud800"])',
+        'respond(message={"k": "\\ud800"})',
+    ],
+)
+def test_lone_surrogate_arguments_are_invalid_with_a_message(env, action):
+    env.reset(options={"split": "test", "task": 0})
+    before = env.state_fingerprint()
+    obs, reward, term, trunc, info = env.step(action)
+    assert info["action_valid"] is False and not term and reward == 0.0
+    assert "not valid Unicode text" in obs and "surrogate" in obs
+    obs.encode("utf-8")
+    assert env.state_fingerprint() == before
+    obs, _, _, _, info = env.step('respond(message="\\U0001F600 done")')  # a real character
+    assert info["action_valid"] is True and "😀 done" in obs

@@ -275,3 +275,21 @@ def test_html_mode_shows_errors_and_marks_the_chosen_option():
     obs, *_, info = env.step("click[nothing here]")
     assert not info["action_valid"] and '<p class="error">Invalid action: No such button' in obs
     env.close()
+
+
+def test_search_query_length_is_capped_with_a_message():
+    from earlyexp.envs.webshop.env import MAX_QUERY_CHARS
+
+    env = make()
+    env.reset(options={"split": "test", "task": 0})
+    raw = env.unwrapped
+    before = raw.state_fingerprint()
+    query = "party mix " * 100_000 + "party"
+    obs, reward, term, trunc, info = env.step(f"search[{query}]")
+    assert info["action_valid"] is False and reward == 0.0 and not term
+    assert f"too long ({len(query)} characters; at most {MAX_QUERY_CHARS})" in obs
+    assert len(obs) < 2000  # the query is echoed shortened, never whole
+    assert raw.state_fingerprint() == before and raw.state.page == "search"
+    obs, _, _, _, info = env.step("search[" + ("mix " * 200)[: MAX_QUERY_CHARS - 1] + "]")
+    assert info["action_valid"] is True and raw.state.page == "results"
+    env.close()
