@@ -147,6 +147,9 @@ class WebShopEnv(TextEnv[Goal]):
     * v0 (same tasks and pages): a snapshot keeps whether the last action was valid, so a
       restored page shows (or hides) its error line as it did.
     * v0 (same tasks and pages): a search query longer than 500 characters is invalid.
+    * v0 (same tasks and pages), reward fidelity: ``sparkling water``, ``dog bed`` and
+      ``cat bed`` have a noun (a same-type product of another brand was given r_type 0), and
+      fuzzy scores are rounded to integers before the ``> 85`` test, as the original does.
     """
 
     grammar = GRAMMAR

@@ -3,9 +3,10 @@
 R = r_type * (N_att + N_opt + 1[price <= bound]) / (|attributes| + |options| + 1)
 
 - An attribute counts when a product attribute matches it with rapidfuzz ``token_set_ratio``
-  > 85 (with the default processor: lower case, punctuation to spaces, as the original's
-  ``fuzz``), or when it occurs in the title, the features or the description.
-- An option counts when a chosen option matches it with ``token_set_ratio`` > 85 after colour
+  rounded to an integer > 85 (with the default processor: lower case, punctuation to spaces;
+  rounded as the original's ``thefuzz``), or when it occurs in the title, the features or the
+  description.
+- An option counts when a chosen option matches it with that rounded score > 85 after colour
   normalization (a value naming a base colour becomes that colour). This is the original's
   lenient matcher: it counts ``large`` vs ``x-large`` and ``2 pound`` vs ``3 pound`` as
   matches. ``reward_mode="strict"`` counts an option only when the chosen value is exactly
@@ -14,7 +15,9 @@ R = r_type * (N_att + N_opt + 1[price <= bound]) / (|attributes| + |options| + 1
   target nouns): 1 if the same query (here: the same product type, the query the product was
   listed under), at least two shared category levels, or title_score > 0.2; else 0.5; then
   title_score < 0.1 gives 0.1 and title_score == 0 gives 0. Nouns are the title words found in
-  the vocabulary's noun lexicon (type-name nouns and brand names) instead of a spaCy tagger.
+  the vocabulary's noun lexicon (type-name nouns and brand names) instead of a spaCy tagger;
+  a type name made only of modifier words (``sparkling water``, ``dog bed``, ``cat bed``) is
+  one compound noun, found in a title as the whole phrase.
   ``strict`` also requires the target product type: another type caps r_type at 0.5.
 
 Success is R = 1. The benchmark score is mean R x 100 (:func:`webshop_score`).
@@ -32,7 +35,7 @@ from earlyexp.envs.core.base import Evaluation
 from earlyexp.envs.core.types import RubricItem
 from earlyexp.envs.webshop.goals import Goal
 from earlyexp.envs.webshop.products import Product
-from earlyexp.envs.webshop.vocab import Vocab, words
+from earlyexp.envs.webshop.vocab import Nouns, Vocab, words
 
 REWARD_MODES = ("webshop", "strict")
 FUZZY_THRESHOLD = 85
@@ -45,9 +48,14 @@ def check_reward_mode(mode: object) -> str:
     return str(mode)
 
 
-def fuzzy(a: str, b: str) -> float:
-    """``token_set_ratio`` with the default processor (the original's ``fuzz`` behaviour)."""
-    return fuzz.token_set_ratio(a, b, processor=utils.default_process)
+def fuzzy(a: str, b: str) -> int:
+    """``token_set_ratio`` with the default processor, rounded to an integer.
+
+    As the original's ``thefuzz.fuzz.token_set_ratio``: it returns ``int(round(score))``
+    (Python's round, half to even), and the original compares that integer with ``> 85``, so
+    a raw score in (85, 85.5) is not a match.
+    """
+    return int(round(fuzz.token_set_ratio(a, b, processor=utils.default_process)))
 
 
 @dataclass(frozen=True)
@@ -60,14 +68,11 @@ class TypeMatch:
     category_match: bool
 
 
-def type_reward(
-    bought: Product, goal: Goal, nouns: frozenset[str], strict: bool = False
-) -> TypeMatch:
+def type_reward(bought: Product, goal: Goal, nouns: Nouns, strict: bool = False) -> TypeMatch:
     """r_type of buying ``bought`` for ``goal`` (see the module docstring)."""
     query_match = bought.type_name == goal.type_name
     category_match = len(set(bought.category) & set(goal.category)) >= 2
-    want = {w for w in words(goal.title) if w in nouns}
-    have = {w for w in words(bought.title) if w in nouns}
+    want, have = nouns.of(goal.title), nouns.of(bought.title)
     title_score = 0.2 if not want else len(want & have) / len(want)
     r_type = 1.0 if (query_match or category_match or title_score > 0.2) else 0.5
     if title_score < 0.1:

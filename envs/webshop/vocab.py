@@ -70,7 +70,7 @@ class Vocab:
     types: tuple[ProductType, ...]
     text: dict[str, Any]
     templates: dict[str, tuple[str, ...]]
-    nouns: frozenset[str]
+    nouns: Nouns
     """The noun lexicon of the type reward: the nouns of type names, and brand names."""
     digest: str
 
@@ -79,12 +79,37 @@ class Vocab:
         return tuple(t for t in self.types if t.ood == ood)
 
 
-def _nouns(raw: dict[str, Any]) -> frozenset[str]:
+@dataclass(frozen=True)
+class Nouns:
+    """The noun lexicon of the type reward, in place of the original's spaCy tagger.
+
+    Attributes:
+        words: the nouns of type names (their words that are not modifiers) and brand names.
+        compounds: type names all of whose words are modifiers (``sparkling water``,
+            ``dog bed``): each is one noun, found in a title as the whole phrase, so the type
+            has a noun without making ``water`` a noun of every "water resistant" title.
+    """
+
+    words: frozenset[str]
+    compounds: tuple[str, ...]
+
+    def of(self, title: str) -> set[str]:
+        """Return the nouns of ``title``: its noun words and the compounds it contains."""
+        ws = words(title)
+        found = {w for w in ws if w in self.words}
+        if self.compounds:
+            padded = f" {' '.join(ws)} "
+            found |= {c for c in self.compounds if f" {c} " in padded}
+        return found
+
+
+def _nouns(raw: dict[str, Any]) -> Nouns:
     modifiers = set(raw["modifiers"])
     names = [n for t in raw["types"] for n in (t["name"], *t.get("variants", ()))]
     found = {w for n in names for w in words(n) if w not in modifiers}
     found |= {w for names in raw["brands"].values() for n in names for w in words(n)}
-    return frozenset(found)
+    compounds = [" ".join(words(n)) for n in names if all(w in modifiers for w in words(n))]
+    return Nouns(frozenset(found), tuple(sorted(set(compounds))))
 
 
 def _parse(raw: dict[str, Any], digest: str) -> Vocab:

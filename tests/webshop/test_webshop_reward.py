@@ -126,6 +126,49 @@ def test_type_reward_levels(cat):
     assert type_reward(cat.product(sibling), g, vocab.nouns, strict=True).r_type <= 0.5
 
 
+@pytest.mark.parametrize("mode", ["webshop", "strict"])
+def test_every_type_credits_a_same_type_product_of_another_brand(cat, mode):
+    by_type: dict[int, list[int]] = {}
+    for i in range(cat.size):
+        by_type.setdefault(cat.product(i).type_id, []).append(i)
+    assert len(by_type) == len(VOCAB.types)  # the catalog holds every type
+    failures = []
+    for type_id, indices in sorted(by_type.items()):
+        target = cat.product(indices[0])
+        other = next(cat.product(i) for i in indices if cat.product(i).brand != target.brand)
+        g = goal_for(cat, target.index)
+        ev = score_purchase(other, dict(g.options), g, VOCAB, mode)
+        if ev.details["r_type"] != 1.0:
+            failures.append((VOCAB.types[type_id].name, ev.details["title_score"]))
+    assert failures == []
+
+
+def test_compound_type_names_are_nouns_only_as_the_whole_phrase():
+    nouns = VOCAB.nouns
+    assert {"sparkling water", "dog bed", "cat bed"} <= set(nouns.compounds)
+    assert "sparkling water" in nouns.of("Savorra Fresh Low Carb Sparkling Water, New Edition")
+    assert (
+        nouns.of("Quantaro Water Resistant Fitness Tracker") & {"water", "sparkling water"} == set()
+    )
+    assert "dog bed" not in nouns.of("Pawsome Dog Crate Bed Liner")
+
+
+def test_fuzzy_score_is_rounded_before_the_threshold_as_the_original():
+    a, b = "a" * 49, "a" * 49 + "b" * 17  # raw token_set_ratio 98 / 115 = 85.2
+    from rapidfuzz import fuzz as rf
+
+    assert 85 < rf.token_set_ratio(a, b) < 85.5
+    assert fuzzy(a, b) == 85 and isinstance(fuzzy(a, b), int)
+    assert option_matches({"size": a}, [("size", b)], VOCAB.colors, strict=False) == {"size": False}
+    c = "a" * 47 + "b" * 16  # raw 94 / 110 = 85.45...: still 85
+    assert fuzzy(a[:47], c) == 85
+    d = "a" * 6 + "b"  # 12 / 13 = 92.3 -> 92, a match
+    assert fuzzy("a" * 6, d) == 92
+    assert option_matches({"size": "a" * 6}, [("size", d)], VOCAB.colors, strict=False) == {
+        "size": True
+    }
+
+
 def test_attribute_counts_from_text_when_not_listed(cat):
     index = next(i for i in range(1000) if "for daily use" in " ".join(cat.product(i).features))
     p = cat.product(index)
