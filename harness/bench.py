@@ -2,7 +2,9 @@
 
 Every finished cell is written at once to ``cells/<cell>.json``; a rerun with the same
 ``--out`` skips finished cells, so an interrupted run resumes without losing work. A cell
-whose method config changed since it finished is refused rather than mixed.
+whose method config changed since it finished is refused rather than mixed. A cell file that
+cannot be read back (truncated, empty, not the shape the bench writes) is moved aside to
+``<cell>.json.unreadable`` with a warning naming it, and that cell runs again.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import os
 import shutil
 import time
 import traceback
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -230,7 +233,15 @@ def _check_resume(out: Path, cfg: BenchConfig) -> None:
     saved = out / "config.json"
     if not saved.exists() or cfg.fresh:
         return
-    old = json.loads(saved.read_text())
+    try:
+        old = json.loads(saved.read_bytes())
+        if not isinstance(old, dict):
+            raise ValueError(f"expected a JSON object, got {type(old).__name__}")
+    except (OSError, ValueError, RecursionError) as err:
+        raise ValueError(
+            f"Expect a readable {saved} in the run being resumed, actually: "
+            f"{type(err).__name__}: {err}; pass --fresh or another --out"
+        ) from None
     diff = [k for k in RESULT_KEYS if old.get(k) != asdict(cfg).get(k)]
     if diff:
         raise ValueError(
@@ -239,15 +250,86 @@ def _check_resume(out: Path, cfg: BenchConfig) -> None:
         )
 
 
+class CellFileWarning(RuntimeWarning):
+    """A cell file of the run folder could not be read back; it was moved aside."""
+
+
+_CELL_FIELDS: dict[str, type | tuple[type, ...]] = {
+    "method": str, "env": str, "seed": int, "config": dict, "status": str, "episodes": list,
+    "error": str, "trace": str, "seconds": (int, float), "cpu_seconds": (int, float),
+}  # fmt: skip
+_CELL_DEFAULTS = {"status": "done", "error": "", "trace": "", "seconds": 0, "cpu_seconds": 0}
+_EPISODE_FIELDS: dict[str, type | tuple[type, ...]] = {
+    "split": str, "task": int, "score": (int, float), "success": bool, "steps": int,
+    "invalid": int, "tokens": int,
+}  # fmt: skip
+
+
+def _kind_error(data: dict[str, Any], fields: dict[str, Any], where: str) -> str | None:
+    """Name the first field of ``data`` missing or of the wrong JSON type (bools are not ints)."""
+    for key, kind in fields.items():
+        value = data.get(key)
+        if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
+            got = "missing" if key not in data else type(value).__name__
+            return f"{where}field {key!r} should be {getattr(kind, '__name__', 'a number')}: {got}"
+    return None
+
+
+def _shape_error(data: Any, cell: Cell) -> str | None:
+    """Why ``data`` is not the cell file the bench writes for ``cell`` (None when it is)."""
+    if not isinstance(data, dict):
+        return f"expected a JSON object, got {type(data).__name__}"
+    why = _kind_error({**_CELL_DEFAULTS, **data}, _CELL_FIELDS, "")
+    if why is not None:
+        return why
+    for i, ep in enumerate(data["episodes"]):
+        if not isinstance(ep, dict):
+            return f"episode {i} should be an object: {type(ep).__name__}"
+        unknown = sorted(set(ep) - set(_EPISODE_FIELDS))
+        why = _kind_error({"tokens": 0, **ep}, _EPISODE_FIELDS, f"episode {i}: ")
+        if unknown or why:
+            return why or f"episode {i} has unknown fields {unknown}"
+    if (data["method"], data["env"], data["seed"]) != (cell.label, cell.env_id, cell.seed):
+        return f"it holds {data['method']} on {data['env']} seed {data['seed']}"
+    return None
+
+
+def _move_aside(path: Path) -> Path:
+    """Rename ``path`` to ``<name>.unreadable`` (``.unreadable-2``, ... when taken)."""
+    aside, n = path.with_name(f"{path.name}.unreadable"), 1
+    while aside.exists():
+        n += 1
+        aside = path.with_name(f"{path.name}.unreadable-{n}")
+    os.replace(path, aside)
+    return aside
+
+
+def _read_cell(path: Path, cell: Cell) -> CellResult | None:
+    """The result in ``path``; None (after moving the file aside, with a warning) if unreadable."""
+    try:
+        data = json.loads(path.read_bytes())
+        why = _shape_error(data, cell)
+    except (OSError, ValueError, RecursionError) as err:  # JSON, UTF-8, nesting depth
+        why = f"{type(err).__name__}: {err}"
+    if why is None:
+        return CellResult.from_json(data)
+    aside = _move_aside(path)
+    msg = (
+        f"Cell file {path} is unreadable ({why}); moved it to {aside.name}, running the cell again"
+    )
+    warnings.warn(msg, CellFileWarning, stacklevel=3)
+    return None
+
+
 def _finished(path: Path, cell: Cell) -> CellResult | None:
-    """The finished result of ``cell`` in ``path`` (None if not finished).
+    """The finished result of ``cell`` in ``path`` (None if not finished or unreadable).
 
     A changed config is a ValueError: resuming would mix two configs in one table.
     """
     if not path.exists():
         return None
-    prev = CellResult.from_json(json.loads(path.read_text()))
-    if prev.status != "done":
+    prev = _read_cell(path, cell)
+    if prev is None or prev.status != "done":
         return None
     now = json.loads(json.dumps(asdict(cell.config)))
     if prev.config != now:

@@ -177,3 +177,60 @@ def test_ablate_sweeps_a_field_and_plots_success(tmp_path, capsys):
         json.loads((out / "eval_tasks=3" / "results.json").read_text())["summary"][0]["id"]["n"]
         == 3
     )
+
+
+def _bad_cells(good: dict) -> dict[str, bytes]:
+    text = json.dumps(good).encode()
+    return {
+        "truncated": text[: len(text) // 2],
+        "empty": b"",
+        "not utf-8": b"\xff\xfe" + text,
+        "deep": b"[" * 100_000 + b"]" * 100_000,
+        "a list": b"[1, 2]",
+        "null": b"null",
+        "no episodes field": json.dumps(
+            {k: v for k, v in good.items() if k != "episodes"}
+        ).encode(),
+        "episode of the wrong shape": json.dumps(
+            {**good, "episodes": [{"split": "test"}]}
+        ).encode(),
+        "episode not an object": json.dumps({**good, "episodes": [1]}).encode(),
+        "bool as a seed": json.dumps({**good, "seed": True}).encode(),
+        "seconds as text": json.dumps({**good, "seconds": "1.5"}).encode(),
+        "another cell": json.dumps({**good, "seed": good["seed"] + 1}).encode(),
+    }
+
+
+def test_resume_moves_unreadable_cell_files_aside_and_reruns_them(tmp_path):
+    from earlyexp.harness.bench import CellFileWarning
+
+    out = tmp_path / "run"
+    cfg = BenchConfig(profile="smoke", envs=CONTROL[:1], methods=["random", "expert"], out=str(out))
+    run_bench(cfg)
+    cells = sorted((out / "cells").glob("*.json"))
+    expert = next(p for p in cells if p.name.startswith("expert"))
+    random_cell = next(p for p in cells if p.name.startswith("random"))
+    good = json.loads(expert.read_text())
+    untouched = random_cell.read_bytes()
+    for why, content in _bad_cells(good).items():
+        expert.write_bytes(content)
+        with pytest.warns(CellFileWarning) as caught:
+            run_bench(cfg)  # the run continues: report written, the cell ran again
+        messages = [str(w.message) for w in caught if w.category is CellFileWarning]
+        assert len(messages) == 1 and str(expert) in messages[0], why
+        asides = sorted(expert.parent.glob(expert.name + ".unreadable*"))
+        assert content in [p.read_bytes() for p in asides], why  # moved aside, not deleted
+        assert json.loads(expert.read_text())["status"] == "done", why
+        assert random_cell.read_bytes() == untouched  # the good cell was not run again
+        rows = json.loads((out / "results.json").read_text())["summary"]
+        assert {r["method"] for r in rows} == {"random", "expert"}, why
+    assert len(list(expert.parent.glob(expert.name + ".unreadable*"))) == len(_bad_cells(good))
+
+
+def test_unreadable_run_config_is_a_clear_error(tmp_path):
+    out = tmp_path / "run"
+    cfg = BenchConfig(profile="smoke", envs=CONTROL[:1], methods=["random"], out=str(out))
+    run_bench(cfg)
+    (out / "config.json").write_text('{"profile": "smo')
+    with pytest.raises(ValueError, match="config.json.*--fresh"):
+        run_bench(cfg)
