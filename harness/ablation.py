@@ -55,19 +55,43 @@ def run_ablation(cfg: AblationConfig) -> Path:
             model=cfg.model, device=cfg.device, set=[f"{cfg.method}.{cfg.field}={value}"],
             out=str(out / f"{cfg.field}={value}"),
         )  # fmt: skip
-        summary = json.loads((run_bench(bench) / "results.json").read_text())["summary"]
-        rows.append((value, summary[0] if summary else None))
+        run = run_bench(bench)
+        summary = json.loads((run / "results.json").read_text())["summary"]
+        rows.append((value, summary[0] if summary else None, branch_counts(run)))
     (out / "ablation.md").write_text(_table(cfg, rows))
     _plot(cfg, rows, out / "ablation.png")
     return out
 
 
-def _table(cfg: AblationConfig, rows: list[tuple[str, Any]]) -> str:
+def branch_counts(run: Path) -> tuple[int, int] | None:
+    """(samples, shortfall) of the run's Early Experience branching, summed over its cells.
+
+    The shortfall counts alternatives that could not be found (an env with fewer distinct
+    actions than K): two values with the same samples trained on the same data. None when the
+    method does not branch.
+    """
+    files = sorted(run.glob("cells/*/branch_stats.json"))
+    if not files:
+        return None
+    stats = [json.loads(f.read_text()) for f in files]
+    return sum(s["samples"] for s in stats), sum(s.get("shortfall", 0) for s in stats)
+
+
+def _table(cfg: AblationConfig, rows: list[tuple[str, Any, Any]]) -> str:
     head = f"# {cfg.method}: success against {cfg.field} on {cfg.env}\n\n"
-    lines = [f"| {cfg.field} | ID success % [95% CI] | OOD success % [95% CI] |", "|---|---|---|"]
-    for value, r in rows:
-        lines.append(f"| {value} | {_pct(r, 'id')} | {_pct(r, 'ood')} |")
-    return head + "\n".join(lines) + "\n"
+    branching = any(b is not None for _, _, b in rows)
+    extra = (" branch samples | alternatives short |", "---:|---:|") if branching else ("", "")
+    lines = [f"| {cfg.field} | ID success % [95% CI] | OOD success % [95% CI] |{extra[0]}",
+             f"|---|---|---|{extra[1]}"]  # fmt: skip
+    for value, r, b in rows:
+        counts = (f" {b[0]} | {b[1]} |" if b else " - | - |") if branching else ""
+        lines.append(f"| {value} | {_pct(r, 'id')} | {_pct(r, 'ood')} |{counts}")
+    note = ""
+    if branching and any(b and b[1] for _, _, b in rows):
+        note = ("\nAlternatives short: the env had fewer distinct actions than K at those states "
+                "(every alternative differs from the expert's); values with equal branch samples "
+                "trained on the same data.\n")  # fmt: skip
+    return head + "\n".join(lines) + "\n" + note
 
 
 def _pct(row: Any, key: str) -> str:
@@ -77,7 +101,7 @@ def _pct(row: Any, key: str) -> str:
     return f"{100 * s['success']:.1f} [{100 * s['ci_low']:.1f}, {100 * s['ci_high']:.1f}]"
 
 
-def _plot(cfg: AblationConfig, rows: list[tuple[str, Any]], path: Path) -> None:
+def _plot(cfg: AblationConfig, rows: list[tuple[str, Any, Any]], path: Path) -> None:
     try:
         import matplotlib
 
@@ -88,14 +112,14 @@ def _plot(cfg: AblationConfig, rows: list[tuple[str, Any]], path: Path) -> None:
     fig, ax = plt.subplots(figsize=(4.5, 3.4))
     xs = list(range(len(rows)))
     for key, label in (("id", "ID"), ("ood", "OOD")):
-        pts = [(x, r[key]) for x, (_, r) in zip(xs, rows, strict=True) if r and r.get(key)]
+        pts = [(x, r[key]) for x, (_, r, _) in zip(xs, rows, strict=True) if r and r.get(key)]
         if not pts:
             continue
         ys = [100 * s["success"] for _, s in pts]
         err = [[y - 100 * s["ci_low"] for y, (_, s) in zip(ys, pts, strict=True)],
                [100 * s["ci_high"] - y for y, (_, s) in zip(ys, pts, strict=True)]]  # fmt: skip
         ax.errorbar([x for x, _ in pts], ys, yerr=err, marker="o", capsize=3, label=label)
-    ax.set_xticks(xs, [v for v, _ in rows])
+    ax.set_xticks(xs, [v for v, _, _ in rows])
     ax.set_xlabel(cfg.field)
     ax.set_ylabel("success %")
     ax.set_ylim(0, 100)

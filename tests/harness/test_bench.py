@@ -234,3 +234,22 @@ def test_unreadable_run_config_is_a_clear_error(tmp_path):
     (out / "config.json").write_text('{"profile": "smo')
     with pytest.raises(ValueError, match="config.json.*--fresh"):
         run_bench(cfg)
+
+
+def test_ablation_table_counts_branch_samples_and_says_when_k_saturates(tmp_path):
+    from earlyexp.harness.ablation import AblationConfig, _table, branch_counts
+
+    runs = {}
+    for k, (samples, short) in {"2": (10, 0), "4": (15, 5), "8": (15, 25)}.items():
+        cell = tmp_path / f"K={k}" / "cells" / "iwm__x__s0"
+        cell.mkdir(parents=True)
+        (cell / "branch_stats.json").write_text(
+            json.dumps({"samples": samples, "shortfall": short})
+        )
+        runs[k] = branch_counts(tmp_path / f"K={k}")
+    assert runs == {"2": (10, 0), "4": (15, 5), "8": (15, 25)}
+    assert branch_counts(tmp_path) is None  # no branching cells
+    row = {"id": {"success": 0.5, "ci_low": 0.4, "ci_high": 0.6}, "ood": None}
+    table = _table(AblationConfig(), [(k, row, b) for k, b in runs.items()])
+    assert "| 4 | 50.0 [40.0, 60.0] | - | 15 | 5 |" in table
+    assert "trained on the same data" in table
