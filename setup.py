@@ -1,7 +1,7 @@
 """Map the design's folders onto the one import namespace ``earlyexp``.
 
 ``envs/`` installs as ``earlyexp.envs``, ``agents/`` as ``earlyexp.agents``, ``harness/`` as
-``earlyexp.harness`` and ``assets/`` as ``earlyexp.assets`` (shared/DESIGN.md section 1).
+``earlyexp.harness`` and ``assets/`` as ``earlyexp.assets`` (README: Layout).
 Every sub-package found below those folders is mapped the same way, so new modules need no
 edit here. All other metadata lives in pyproject.toml.
 """

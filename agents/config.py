@@ -1,4 +1,4 @@
-"""Command-line parsing from one config dataclass per entry point (STYLE.md rule 6).
+"""Command-line parsing from one config dataclass per entry point.
 
 Each field's docstring (the string literal under it) is its ``--help`` text, as in cleanrl's
 ``Args``. Lists are comma-separated on the command line.

@@ -1,4 +1,4 @@
-"""The table of earlyexp env ids: one row per registered variant (STYLE.md rule 3)."""
+"""The table of earlyexp env ids: one row per registered variant (a variant is a row, not a subclass)."""
 
 from __future__ import annotations
 

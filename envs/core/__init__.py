@@ -1,4 +1,4 @@
-"""The env contract shared by every earlyexp environment (shared/DESIGN.md section 2)."""
+"""The env contract shared by every earlyexp environment (README: The environment contract)."""
 
 from earlyexp.envs.core.actions import ActionGrammar, ActionSpec, ParsedAction, ParseError
 from earlyexp.envs.core.base import Evaluation, Outcome, Snapshot, TextEnv, text_env

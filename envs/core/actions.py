@@ -1,4 +1,4 @@
-"""One table per env that parses actions and describes them to the agent (STYLE.md rule 5).
+"""One table per env that parses actions and describes them to the agent.
 
 An action is a name followed by zero or more bracketed arguments, e.g. ``Up``,
 ``search[red shoes]``, ``type[e12][Ana Ruiz]``. Names are case-insensitive. The last argument

@@ -1,4 +1,4 @@
-"""The documented ``info`` dictionary every earlyexp env returns (shared/DESIGN.md section 2)."""
+"""The documented ``info`` dictionary every earlyexp env returns (README: The environment contract)."""
 
 from __future__ import annotations
 

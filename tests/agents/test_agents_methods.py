@@ -1,6 +1,6 @@
 """The method registry: every registered method runs with the smoke profile on FrozenLake.
 
-One registration earns a method this test (STYLE.md: tests state contracts).
+One registration earns a method this test.
 """
 
 from __future__ import annotations

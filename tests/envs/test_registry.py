@@ -1,4 +1,4 @@
-"""Contract tests over every registered id (STYLE.md rule 10).
+"""Contract tests over every registered id.
 
 Every later env gets these for free by adding a row to ``earlyexp.envs.registry.ENTRIES``.
 Envs that are expensive per episode declare how many panel tasks the default run checks in
