@@ -18,7 +18,8 @@ class EnvEntry:
         kwargs: default constructor arguments of this variant.
         summary: one line for ``earlyexp envs`` and the README table.
         ood: how the ood panel differs from train/test.
-        tags: capabilities, e.g. ``control`` (has a numeric view), ``browser`` (needs Chromium).
+        tags: capabilities, e.g. ``control`` (has a numeric view), ``browser`` (needs Chromium),
+            ``dialogue`` (free-text messages to another party).
     """
 
     id: str
@@ -73,6 +74,15 @@ ENTRIES: list[EnvEntry] = [
         "multi-turn function calling (Python-syntax calls) against file system, bank, travel APIs",
         "BFCL categories: long context, missing function, missing parameter",
         tags=("tools",),
+    ),
+    EnvEntry(
+        "EarlyExp/Bargain-v0",
+        "earlyexp.envs.bargain.env:BargainEnv",
+        "negotiate the price of a WebShop product as the buyer (role=...) against a scripted "
+        "seller; offer / accept / walk away / say, 10 moves each, normalized surplus",
+        "held-out product types and wider gaps between budget and cost",
+        kwargs={"role": "buyer"},
+        tags=("dialogue",),
     ),
 ]
 

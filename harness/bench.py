@@ -44,7 +44,7 @@ class BenchConfig:
     """Methods to run, comma-separated: registered names or module:function (default: the
     profile's)."""
     envs: list[str] = field(default_factory=list)
-    """Env ids, comma-separated (default: every registered id)."""
+    """Env ids, comma-separated (default: the profile's, else every registered id)."""
     seeds: list[int] = field(default_factory=list)
     """Seeds, comma-separated (default: the profile's)."""
     model: str = "tiny"
@@ -178,7 +178,7 @@ def plan_cells(cfg: BenchConfig, profile: Profile) -> list[Cell]:
     unknown = sorted(set(sets) - {m.name for m in methods})
     if unknown:
         raise ValueError(f"Expect --set for methods being run, actually: {', '.join(unknown)}")
-    env_ids = cfg.envs or envs.env_ids()
+    env_ids = cfg.envs or list(profile.envs) or envs.env_ids()
     cells: list[Cell] = []
     for env_id in env_ids:
         tags = envs.entry(env_id).tags  # raises a ValueError naming the valid ids

@@ -20,9 +20,9 @@ from earlyexp.agents.methods.grpo import GRPOConfig
 from earlyexp.agents.methods.sb3 import SB3Config
 from earlyexp.agents.methods.sr import SRConfig
 
-WEBSHOP, SEARCHQA, TOOLCALL, FLIGHTS = (
+WEBSHOP, SEARCHQA, TOOLCALL, FLIGHTS, BARGAIN = (
     "EarlyExp/WebShop-v0", "EarlyExp/SearchQA-v0", "EarlyExp/ToolCall-v0",
-    "EarlyExp/FlightBooking-v0",
+    "EarlyExp/FlightBooking-v0", "EarlyExp/Bargain-v0",
 )  # fmt: skip
 
 
@@ -61,6 +61,8 @@ TAG_DEFAULTS: tuple[Override, ...] = (
     Override(LLMConfig, {"max_new_tokens": 48}, tags=("tools",)),
     # Search queries, clicks and typed form values.
     Override(LLMConfig, {"max_new_tokens": 32}, tags=("web", "browser")),
+    # Offers are short, messages to the other party up to 200 characters.
+    Override(LLMConfig, {"max_new_tokens": 48}, tags=("dialogue",)),
 )
 """LLM defaults by registry tag (``earlyexp.envs.registry``), below every profile."""
 
@@ -79,6 +81,8 @@ class Profile:
             every env); ignored for methods named with ``--methods``.
         inits: per method with an ``init`` field, the starting points of its rows when
             ``--init`` is not given (one row each).
+        envs: the envs run when ``--envs`` is not given (empty: every registered id), so a
+            profile with a time budget does not grow when an env is registered.
     """
 
     name: str
@@ -88,6 +92,7 @@ class Profile:
     overrides: tuple[Override, ...] = field(default_factory=tuple)
     method_envs: dict[str, tuple[str, ...]] = field(default_factory=dict)
     inits: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    envs: tuple[str, ...] = ()
 
     def runs(self, method: str, env_id: str) -> bool:
         """Whether the profile runs ``method`` on ``env_id`` by default."""
@@ -118,6 +123,8 @@ class Profile:
 TEXT_ENVS = (WEBSHOP, SEARCHQA, TOOLCALL)
 FROZENLAKE, SOKOBAN = "EarlyExp/FrozenLake-v0", "EarlyExp/Sokoban-v0"
 RL_ENVS = (FROZENLAKE, SOKOBAN, SEARCHQA)
+SINGLE_PARTY_ENVS = (FROZENLAKE, SOKOBAN, WEBSHOP, FLIGHTS, SEARCHQA, TOOLCALL)
+"""Every env but Bargain, in registry order: the envs of the quick, smoke and gpu profiles."""
 LEARNERS_AND_BASELINES = ("random", "expert", "ppo", "dqn", "prompt", "il", "iwm", "sr",
                           "grpo", "erl", "herl", "reflexion")  # fmt: skip
 
@@ -129,6 +136,7 @@ PROFILES: dict[str, Profile] = {
             description="CPU, tiny model, minutes: the README's main command",
             methods=tuple(m for m in LEARNERS_AND_BASELINES if m != "dqn"),
             seeds=(0,),
+            envs=SINGLE_PARTY_ENVS,  # Bargain rows run in standard only (the time budget)
             # the learning methods of the papers run on FrozenLake, from the IL cell there
             # (and, to stay within the quick time budget, no LLM rows on FlightBooking, and
             # the zero-shot row on the control envs and WebShop only: standard has them all)
@@ -164,6 +172,7 @@ PROFILES: dict[str, Profile] = {
             description="seconds: a few tasks, tiny budgets (tests and CI smoke runs)",
             methods=("random", "expert"),
             seeds=(0,),
+            envs=SINGLE_PARTY_ENVS,
             overrides=(
                 Override(MethodConfig, {"eval_tasks": 3}),
                 Override(LearnerConfig, {"train_episodes": 4, "steps": 4}),
@@ -185,7 +194,12 @@ PROFILES: dict[str, Profile] = {
             description="CPU or GPU, hours: full panels, 3 seeds",
             methods=LEARNERS_AND_BASELINES,
             seeds=(0, 1, 2),
-            method_envs={"grpo": RL_ENVS, "erl": RL_ENVS},
+            # Bargain-v0: the random, expert, prompt and il rows
+            method_envs={
+                "grpo": RL_ENVS,
+                "erl": RL_ENVS,
+                **{m: SINGLE_PARTY_ENVS for m in ("iwm", "sr", "herl", "reflexion")},
+            },
             inits={
                 "grpo": ("raw", "il", "iwm", "sr"),
                 "erl": ("il",),
@@ -203,6 +217,7 @@ PROFILES: dict[str, Profile] = {
             description="GPU: a real checkpoint (--model PATH), bf16, batched generation",
             methods=tuple(m for m in LEARNERS_AND_BASELINES if m not in ("ppo", "dqn")),
             seeds=(0, 1, 2),
+            envs=SINGLE_PARTY_ENVS,
             overrides=(
                 Override(MethodConfig, {"eval_tasks": 500}),
                 Override(LLMConfig, {"batch_size": 64}),

@@ -2,7 +2,9 @@
 
 An action is a name followed by zero or more bracketed arguments, e.g. ``Up``,
 ``search[red shoes]``, ``type[e12][Ana Ruiz]``. Names are case-insensitive. The last argument
-may itself contain ``]`` (everything up to the final ``]`` belongs to it).
+may itself contain ``]`` (everything up to the final ``]`` belongs to it). A bare action may be
+a phrase of several words (``walk away``); it then matches with any case and any runs of
+whitespace between and around its words.
 """
 
 from __future__ import annotations
@@ -81,12 +83,21 @@ class ActionGrammar:
         self.specs = specs
         self._by_name = {s.name.lower(): s for s in specs}
         self._bare = {s.name: ParsedAction(s.name, ()) for s in specs if not s.args}
+        self._phrases = {
+            " ".join(s.name.lower().split()): ParsedAction(s.name, ())
+            for s in specs
+            if not s.args and len(s.name.split()) > 1
+        }  # multi-word bare names (``walk away``); empty in most grammars
 
     def parse(self, text: str) -> ParsedAction | ParseError:
         """Parse ``text``; never raises on any string."""
         bare = self._bare.get(text)  # the common case, an exact bare name (``Up``): no regex
         if bare is not None:
             return bare
+        if self._phrases:
+            phrase = self._phrases.get(" ".join(text.lower().split()))
+            if phrase is not None:
+                return phrase
         m = _NAME.match(text)
         if m is None:
             return ParseError(f"Invalid action {echo(text)}. {self.expected()}")
