@@ -157,6 +157,9 @@ class FlightBookingEnv(TextEnv[FlightTask]):
     ## Version history
     * v0: initial version.
     * v0 (same tasks and pages): ``summarize``, the next-state text of IWM.
+    * v0 (same tasks; the search page changed): no return-date field (no return leg could
+      be booked); one parser per form field, ASCII digits only; booking references unique in
+      the database; a session's requests apply atomically (no 500 on any request order).
     """
 
     grammar = GRAMMAR

@@ -20,11 +20,22 @@ from earlyexp.envs.flights.validation import (
     parse_dmy,
     parse_expiry,
     parse_iso,
+    parse_number,
     shown,
 )
 
-SEARCH_FIELDS = ("origin", "destination", "date", "return", "adults", "cabin")
+SEARCH_FIELDS = ("origin", "destination", "date", "adults", "cabin")
 MAX_ADULTS = 6
+
+
+def parse_travellers(text: str) -> int | None:
+    """The number of travellers, 1 to ``MAX_ADULTS`` in ASCII digits, else None (every route)."""
+    return parse_number(text, 1, MAX_ADULTS)
+
+
+def parse_cabin(text: str) -> str | None:
+    """The cabin named by ``text`` (one of ``CABINS``), else None (every route)."""
+    return text if text in CABINS else None
 
 
 def _airport_error(text: str, what: str) -> str | None:
@@ -54,20 +65,11 @@ def check_search(values: dict[str, str]) -> list[str]:
     err = check_travel_date(values["date"])
     if err:
         errors.append(err)
-    if values["return"].strip():
-        err = check_travel_date(values["return"], "Return date")
-        if err:
-            errors.append(err)
-        elif (
-            not err
-            and not check_travel_date(values["date"])
-            and values["return"].strip() < values["date"].strip()
-        ):
-            errors.append("Return date must not be before the departure date.")
-    adults = values["adults"].strip()
-    if not (adults.isdigit() and adults.isascii() and 1 <= int(adults) <= MAX_ADULTS):
-        errors.append(f"Travellers must be a number from 1 to {MAX_ADULTS}, not '{shown(adults)}'.")
-    if values["cabin"] not in CABINS:
+    if parse_travellers(values["adults"]) is None:
+        errors.append(
+            f"Travellers must be a number from 1 to {MAX_ADULTS}, not '{shown(values['adults'])}'."
+        )
+    if parse_cabin(values["cabin"]) is None:
         errors.append(f"Choose a cabin: {', '.join(CABINS)}.")
     return errors
 
@@ -124,8 +126,8 @@ def check_payment(theme: str, values: dict[str, str]) -> list[str]:
     ]
     if theme == "compact":
         m, y = values.get("exp_month", ""), values.get("exp_year", "")
-        month = int(m) if m.isdigit() and m.isascii() else None
-        year = int(y) % 100 if y.isdigit() and y.isascii() else None
+        month, year = parse_number(m, 0, 99), parse_number(y, 2000, 2099)
+        year = None if year is None else year % 100
         errors.append(check_expiry(month, year, f"{m}/{y}" if m or y else ""))
     else:
         text = values.get("card_expiry", "")

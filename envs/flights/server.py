@@ -23,6 +23,7 @@ class SiteServer:
         default_ctx: session context of visitors without a session (people).
         host: interface (loopback by default).
         port: TCP port; 0 picks a free one.
+        session_ttl: seconds a visitor's session lives without use.
     """
 
     def __init__(
@@ -31,10 +32,11 @@ class SiteServer:
         default_ctx: dict[str, Any] | None = None,
         host: str = "127.0.0.1",
         port: int = 0,
+        session_ttl: float | None = None,
     ) -> None:
         import uvicorn
 
-        from earlyexp.envs.flights.site import create_app
+        from earlyexp.envs.flights.site import SESSION_TTL, create_app
 
         self.store = store
         # proto=IPPROTO_TCP matters: asyncio sets TCP_NODELAY only on sockets whose proto says
@@ -44,7 +46,10 @@ class SiteServer:
         self._sock.bind((host, port))
         self.host, self.port = self._sock.getsockname()[:2]
         config = uvicorn.Config(
-            create_app(store, default_ctx), log_level="warning", access_log=False, lifespan="off"
+            create_app(store, default_ctx, session_ttl or SESSION_TTL),
+            log_level="warning",
+            access_log=False,
+            lifespan="off",
         )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(

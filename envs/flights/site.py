@@ -35,6 +35,8 @@ from earlyexp.envs.flights.store import Store
 from earlyexp.envs.flights.tasks import seat_kind
 
 COOKIE = "flights_sid"
+SESSION_TTL = 24 * 3600.0
+"""Seconds a visitor's session lives without use (then it and its bookings are deleted)."""
 THEMES = ("classic", "compact")
 BRANDS = {"classic": "SkyFind", "compact": "FlyNest"}
 
@@ -53,6 +55,7 @@ class SiteConfig:
         task: ``SPLIT:INDEX`` (e.g. ``test:3``) to play a panel task: its instruction is shown
             on every page, its schedule and layout are used, and the confirmation page scores
             the booking with the env's rubric.
+        session_ttl: seconds a visitor's session (cart and bookings) lives without use.
     """
 
     host: str = "127.0.0.1"
@@ -62,6 +65,7 @@ class SiteConfig:
     world: str = "id"
     db: str = ":memory:"
     task: str = ""
+    session_ttl: float = SESSION_TTL
 
 
 def _jinja():
@@ -83,13 +87,19 @@ def _jinja():
     return env
 
 
-def create_app(store: Store, default_ctx: dict[str, Any] | None = None):
-    """Build the ASGI app over ``store``; visitors without a session get ``default_ctx``."""
+def create_app(
+    store: Store, default_ctx: dict[str, Any] | None = None, session_ttl: float = SESSION_TTL
+):
+    """Build the ASGI app over ``store``; visitors without a session get ``default_ctx``.
+
+    A visitor's session expires ``session_ttl`` seconds after its last use.
+    """
     from starlette.applications import Starlette
     from starlette.routing import Mount, Route
     from starlette.staticfiles import StaticFiles
 
-    site = _Site(store, dict(default_ctx or {"seed": 0, "world": "id", "theme": "classic"}))
+    ctx = dict(default_ctx or {"seed": 0, "world": "id", "theme": "classic"})
+    site = _Site(store, ctx, session_ttl)
     routes = [
         Route("/", site.home),
         Route("/results", site.results),
@@ -108,46 +118,59 @@ def create_app(store: Store, default_ctx: dict[str, Any] | None = None):
 
 
 class _Site:
-    """Request handlers; each reads the session, renders or redirects."""
+    """Request handlers; each reads the session, renders or redirects.
 
-    def __init__(self, store: Store, default_ctx: dict[str, Any]) -> None:
+    A visitor without a session sees the default context and gets a session (a row and a
+    cookie) only when it first changes state (``POST /book``). A POST reads its form first,
+    then reads, checks and writes the session state in one atomic step
+    (:meth:`Store.editing`), so requests sharing a session never see a half-made change.
+    """
+
+    def __init__(self, store: Store, default_ctx: dict[str, Any], ttl: float) -> None:
         self.store = store
         self.default_ctx = default_ctx
+        self.ttl = ttl
         self.jinja = _jinja()
 
     # ------------------------------------------------------------------ plumbing
-    def _session(self, request) -> tuple[str, dict[str, Any], bool]:
-        """``(sid, ctx, new)`` of the visitor; a visitor without a session gets one."""
+    def _session(self, request) -> tuple[str | None, dict[str, Any]]:
+        """``(sid, ctx)`` of the visitor; ``sid`` is None (default context) without a session."""
         cached = getattr(request.state, "session", None)
-        if cached is not None:
-            return cached
-        sid = request.cookies.get(COOKIE, "")
-        ctx = self.store.context(sid) if sid else None
-        if ctx is None:
-            sid, ctx = self.store.create_session(self.default_ctx), dict(self.default_ctx)
-        request.state.session = (
-            sid,
-            ctx,
-            ctx is not None and sid != request.cookies.get(COOKIE, ""),
-        )
-        return request.state.session
+        if cached is None:
+            sid = request.cookies.get(COOKIE, "")
+            ctx = self.store.context(sid) if sid else None
+            cached = (sid, ctx) if ctx is not None else (None, dict(self.default_ctx))
+            request.state.session = cached
+        return cached
+
+    def _new_session(self, request) -> str:
+        """The visitor's session id, creating the session (and its cookie) when it has none."""
+        sid, ctx = self._session(request)
+        if sid is None:
+            sid = self.store.create_session(ctx, ttl=self.ttl)
+            request.state.session = (sid, ctx)
+            request.state.new_sid = sid
+        return sid
+
+    def _finish(self, request, response):
+        new = getattr(request.state, "new_sid", None)
+        if new is not None:
+            response.set_cookie(COOKIE, new, max_age=int(self.ttl), httponly=True, samesite="lax")
+        return response
 
     def _page(self, request, name: str, **values: Any):
         from starlette.responses import HTMLResponse
 
-        sid, ctx, new = self._session(request)
+        _, ctx = self._session(request)
         theme = ctx.get("theme", "classic")
         template = self.jinja.get_template(name.replace("@", theme))
         html = template.render(theme=theme, brand=BRANDS[theme], banner=ctx.get("banner"), **values)
-        response = HTMLResponse(html)
-        if new:
-            response.set_cookie(COOKIE, sid, httponly=True, samesite="lax")
-        return response
+        return self._finish(request, HTMLResponse(html))
 
-    def _redirect(self, url: str):
+    def _redirect(self, request, url: str):
         from starlette.responses import RedirectResponse
 
-        return RedirectResponse(url, status_code=303)
+        return self._finish(request, RedirectResponse(url, status_code=303))
 
     # ------------------------------------------------------------------ search and results
     async def home(self, request):
@@ -168,210 +191,163 @@ class _Site:
             return self._page(
                 request, "search_@.html", values=values, errors=errors, title="Search flights"
             )
-        _, ctx, _ = self._session(request)
+        _, ctx = self._session(request)
         o, d = find_airport(values["origin"]), find_airport(values["destination"])
         assert o is not None and d is not None  # check_search found both
+        adults = forms.parse_travellers(values["adults"])
         base = {"origin": o.code, "destination": d.code, "date": values["date"].strip(),
-                "return": values["return"].strip(), "adults": str(int(values["adults"])),
-                "cabin": values["cabin"]}  # fmt: skip
+                "adults": str(adults), "cabin": values["cabin"]}  # fmt: skip
         everything = schedule(ctx["seed"], ctx["world"], o.code, d.code, base["date"])
         return self._page(
             request, "results_@.html", title=f"Flights {o.code} to {d.code}",
             origin=o, destination=d, date=base["date"], cabin=base["cabin"],
-            adults=int(base["adults"]), base=base, modify="/?" + urlencode(base),
+            adults=adults, base=base, modify="/?" + urlencode(base),
             airline_codes=sorted({f.airline for f in everything}),
-            return_link=_return_link(base), **_result_page(everything, base, q),
+            **_result_page(everything, base, q),
         )  # fmt: skip
 
     async def details(self, request):
         """One flight: legs, layovers, fares; a button to book it."""
-        _, ctx, _ = self._session(request)
+        _, ctx = self._session(request)
         flight = find_flight(ctx["seed"], ctx["world"], request.path_params["fid"])
-        cabin = request.query_params.get("cabin", "economy")
-        adults = request.query_params.get("adults", "1")
-        if (
-            flight is None
-            or cabin not in CABINS
-            or not (adults.isdigit() and adults.isascii() and 1 <= int(adults) <= forms.MAX_ADULTS)
-        ):
+        cabin = forms.parse_cabin(request.query_params.get("cabin", "economy"))
+        adults = forms.parse_travellers(request.query_params.get("adults", "1"))
+        if flight is None or cabin is None or adults is None:
             return self._page(
                 request, "message.html", title="Not found", message="This flight does not exist."
             )
         back = "/results?" + urlencode(
-            {
-                "origin": flight.origin,
-                "destination": flight.destination,
-                "date": flight.date,
-                "adults": adults,
-                "cabin": cabin,
-            }
-        )
+            {"origin": flight.origin, "destination": flight.destination, "date": flight.date,
+             "adults": adults, "cabin": cabin}
+        )  # fmt: skip
         return self._page(
-            request,
-            "details.html",
-            title=f"Flight {flight.code}",
-            flight=flight,
-            cabin=cabin,
-            adults=int(adults),
-            back=back,
-        )
+            request, "details.html", title=f"Flight {flight.code}", flight=flight,
+            cabin=cabin, adults=adults, back=back,
+        )  # fmt: skip
 
     # ------------------------------------------------------------------ booking flow
     async def book(self, request):
         """Start a booking (the cart) for a flight, cabin and number of travellers."""
-        sid, ctx, _ = self._session(request)
         form = await request.form()
+        _, ctx = self._session(request)
         flight = find_flight(ctx["seed"], ctx["world"], str(form.get("flight", "")))
-        cabin, adults = str(form.get("cabin", "")), str(form.get("adults", ""))
-        if (
-            flight is None
-            or cabin not in CABINS
-            or not (adults.isdigit() and adults.isascii() and 1 <= int(adults) <= forms.MAX_ADULTS)
-        ):
-            return self._redirect("/")
-        state = self.store.state(sid)
-        state["cart"] = {
-            "flight": flight.id,
-            "cabin": cabin,
-            "adults": int(adults),
-            "seats": [],
-            "seats_done": False,
-        }
-        state["forms"] = {}
-        self.store.set_state(sid, state)
-        return self._redirect("/book/passengers")
+        cabin = forms.parse_cabin(str(form.get("cabin", "")))
+        adults = forms.parse_travellers(str(form.get("adults", "")))
+        if flight is None or cabin is None or adults is None:
+            return self._redirect(request, "/")
+        with self.store.editing(self._new_session(request)) as state:
+            state["cart"] = {"flight": flight.id, "cabin": cabin, "adults": adults,
+                             "people": None, "email": None, "seats": [], "seats_done": False}  # fmt: skip
+            state["forms"] = {}
+        return self._redirect(request, "/book/passengers")
 
-    def _cart(self, sid: str, ctx: dict[str, Any]):
-        state = self.store.state(sid)
+    def _cart(self, request, state: dict[str, Any]):
+        """The session's cart and its flight when the cart is well formed, else (None, None)."""
+        _, ctx = self._session(request)
         cart = state.get("cart")
-        flight = find_flight(ctx["seed"], ctx["world"], cart["flight"]) if cart else None
-        return state, cart, flight
+        if not isinstance(cart, dict) or not isinstance(
+            cart.get("people", None), (list, type(None))
+        ):
+            return None, None
+        flight = find_flight(ctx["seed"], ctx["world"], str(cart.get("flight", "")))
+        return (cart, flight) if flight is not None else (None, None)
 
     async def passengers(self, request):
         """Traveller names, birth dates and the contact email."""
-        sid, ctx, _ = self._session(request)
-        state, cart, flight = self._cart(sid, ctx)
-        if flight is None:
-            return self._redirect("/")
+        form = await request.form() if request.method == "POST" else None
+        sid, ctx = self._session(request)
         theme = ctx.get("theme", "classic")
-        if request.method == "POST":
-            form = await request.form()
-            names = [
-                f for k in range(1, cart["adults"] + 1) for f in forms.passenger_fields(theme, k)
-            ]
-            values = {k: str(form.get(k, "")) for k in (*names, "email")}
-            errors, people = forms.check_passengers(theme, values, cart["adults"], flight.date)
-            state["forms"]["passengers"] = values
-            state["people"] = None if errors else people
-            cart["seats"], cart["seats_done"] = [], False
-            self.store.set_state(sid, state)
-            return self._redirect("/book/passengers?check=1" if errors else "/book/seats")
-        values = state["forms"].get("passengers", {})
+        with self.store.editing(sid or "") as state:
+            cart, flight = self._cart(request, state)
+            if cart is None:
+                return self._redirect(request, "/")
+            if form is not None:
+                names = [f for k in range(1, cart["adults"] + 1)
+                         for f in forms.passenger_fields(theme, k)]  # fmt: skip
+                values = {k: str(form.get(k, "")) for k in (*names, "email")}
+                errors, people = forms.check_passengers(theme, values, cart["adults"], flight.date)
+                state.setdefault("forms", {})["passengers"] = values
+                cart["people"] = None if errors else people
+                cart["email"] = None if errors else values["email"].strip()
+                cart["seats"], cart["seats_done"] = [], False
+                return self._redirect(
+                    request, "/book/passengers?check=1" if errors else "/book/seats"
+                )
+        values = state.get("forms", {}).get("passengers", {})
         errors = []
         if request.query_params.get("check"):
             errors, _ = forms.check_passengers(theme, values, cart["adults"], flight.date)
         return self._page(
-            request,
-            "passengers_@.html",
-            title="Passenger details",
-            flight=flight,
-            cart=cart,
-            values=values,
-            errors=errors,
-        )
+            request, "passengers_@.html", title="Passenger details", flight=flight, cart=cart,
+            values=values, errors=errors,
+        )  # fmt: skip
 
     async def seats(self, request):
         """The seat map: one seat per traveller, or skip."""
-        sid, ctx, _ = self._session(request)
-        state, cart, flight = self._cart(sid, ctx)
-        if flight is None or not state.get("people"):
-            return self._redirect("/book/passengers" if flight else "/")
-        seatmap = seat_map(flight.id, cart["cabin"])
-        if request.method == "POST":
-            form = await request.form()
-            free = {s for _, row in seatmap for s, taken in row if not taken} - set(cart["seats"])
-            seat = str(form.get("seat", ""))
-            if form.get("skip") is not None:
-                cart["seats"], cart["seats_done"] = [], True
-            elif form.get("clear") is not None:
-                cart["seats"], cart["seats_done"] = [], False
-            elif seat in free and len(cart["seats"]) < cart["adults"]:
-                cart["seats"].append(seat)
-                cart["seats_done"] = len(cart["seats"]) == cart["adults"]
-            self.store.set_state(sid, state)
-            return self._redirect("/book/payment" if cart["seats_done"] else "/book/seats")
-        people = state["people"]
+        form = await request.form() if request.method == "POST" else None
+        sid, _ = self._session(request)
+        with self.store.editing(sid or "") as state:
+            cart, flight = self._cart(request, state)
+            if cart is None or not cart["people"]:
+                return self._redirect(request, "/book/passengers" if cart else "/")
+            seatmap = seat_map(flight.id, cart["cabin"])
+            if form is not None:
+                _choose_seat(cart, form, seatmap)
+                return self._redirect(
+                    request, "/book/payment" if cart["seats_done"] else "/book/seats"
+                )
+        people = cart["people"]
         current = people[len(cart["seats"])]["name"] if len(cart["seats"]) < len(people) else None
         return self._page(
-            request,
-            "seats.html",
-            title="Choose seats",
-            flight=flight,
-            cart=cart,
-            seatmap=seatmap,
-            people=people,
-            current=current,
-        )
+            request, "seats.html", title="Choose seats", flight=flight, cart=cart,
+            seatmap=seatmap, people=people, current=current,
+        )  # fmt: skip
 
     async def payment(self, request):
         """Card details; a valid payment creates the booking row."""
-        sid, ctx, _ = self._session(request)
-        state, cart, flight = self._cart(sid, ctx)
-        if flight is None or not state.get("people") or not cart.get("seats_done"):
-            return self._redirect("/book/seats" if flight else "/")
+        form = await request.form() if request.method == "POST" else None
+        sid, ctx = self._session(request)
         theme = ctx.get("theme", "classic")
-        total = flight.prices[cart["cabin"]] * cart["adults"]
-        if request.method == "POST":
-            form = await request.form()
-            values = {k: str(form.get(k, "")) for k in forms.payment_fields(theme)}
-            errors = forms.check_payment(theme, values)
-            state["forms"]["payment"] = values
-            if errors:
-                self.store.set_state(sid, state)
-                return self._redirect("/book/payment?check=1")
-            ref = self._create_booking(sid, state, cart, flight, values, total)
-            return self._redirect(f"/confirmation/{ref}")
-        values = state["forms"].get("payment", {})
+        with self.store.editing(sid or "") as state:
+            cart, flight = self._cart(request, state)
+            if cart is None or not cart["people"] or not cart["seats_done"]:
+                return self._redirect(request, "/book/seats" if cart else "/")
+            total = flight.prices[cart["cabin"]] * cart["adults"]
+            if form is not None:
+                values = {k: str(form.get(k, "")) for k in forms.payment_fields(theme)}
+                state.setdefault("forms", {})["payment"] = values
+                if forms.check_payment(theme, values):
+                    return self._redirect(request, "/book/payment?check=1")
+                ref = self._create_booking(str(sid), state, cart, flight, values, total)
+                return self._redirect(request, f"/confirmation/{ref}")
+        values = state.get("forms", {}).get("payment", {})
         errors = forms.check_payment(theme, values) if request.query_params.get("check") else []
         return self._page(
-            request,
-            "payment_@.html",
-            title="Payment",
-            flight=flight,
-            cart=cart,
-            values=values,
-            errors=errors,
-            total=total,
-            people=state["people"],
-        )
+            request, "payment_@.html", title="Payment", flight=flight, cart=cart,
+            values=values, errors=errors, total=total, people=cart["people"],
+        )  # fmt: skip
 
     def _create_booking(self, sid, state, cart, flight, values, total) -> str:
+        """Insert the booking row of the cart; empty the cart (in the caller's edit)."""
         people = [
             dict(p, seat=cart["seats"][i] if i < len(cart["seats"]) else None)
-            for i, p in enumerate(state["people"])
+            for i, p in enumerate(cart["people"])
         ]
         digits = values["card_number"].replace(" ", "").replace("-", "")
         row = {
-            "flight_id": flight.id,
-            "cabin": cart["cabin"],
-            "adults": cart["adults"],
-            "passengers": people,
-            "email": state["forms"]["passengers"]["email"].strip(),
-            "card_name": values["card_name"].strip(),
-            "card_last4": digits[-4:],
-            "total": total,
-        }
+            "flight_id": flight.id, "cabin": cart["cabin"], "adults": cart["adults"],
+            "passengers": people, "email": cart["email"], "card_name": values["card_name"].strip(),
+            "card_last4": digits[-4:], "total": total,
+        }  # fmt: skip
         ref = self.store.add_booking(sid, row)
-        state["cart"], state["forms"], state["people"] = None, {}, None
-        self.store.set_state(sid, state)
+        state["cart"], state["forms"] = None, {}
         return ref
 
     async def confirmation(self, request):
         """The booking's confirmation page with its reference."""
-        sid, ctx, _ = self._session(request)
-        booking = next(
-            (b for b in self.store.bookings(sid) if b["ref"] == request.path_params["ref"]), None
-        )
+        sid, ctx = self._session(request)
+        mine = self.store.bookings(sid) if sid else []
+        booking = next((b for b in mine if b["ref"] == request.path_params["ref"]), None)
         if booking is None:
             return self._page(
                 request, "message.html", title="Not found", message="No such booking."
@@ -393,21 +369,25 @@ class _Site:
 
     async def my_bookings(self, request):
         """The visitor's bookings."""
-        sid, ctx, _ = self._session(request)
+        sid, ctx = self._session(request)
         rows = [
             (b, find_flight(ctx["seed"], ctx["world"], b["flight_id"]))
-            for b in self.store.bookings(sid)
+            for b in (self.store.bookings(sid) if sid else [])
         ]
         return self._page(request, "bookings.html", title="My bookings", rows=rows)
 
 
-def _return_link(base: dict[str, str]) -> str | None:
-    """The results of the way back, when the search has a return date."""
-    if not base["return"]:
-        return None
-    back = dict(base, origin=base["destination"], destination=base["origin"], date=base["return"])
-    back["return"] = ""
-    return "/results?" + urlencode(back)
+def _choose_seat(cart: dict[str, Any], form: Any, seatmap) -> None:
+    """Apply the seat form to the cart: skip, clear, or take a free seat for the next traveller."""
+    free = {s for _, row in seatmap for s, taken in row if not taken} - set(cart["seats"])
+    seat = str(form.get("seat", ""))
+    if form.get("skip") is not None:
+        cart["seats"], cart["seats_done"] = [], True
+    elif form.get("clear") is not None:
+        cart["seats"], cart["seats_done"] = [], False
+    elif seat in free and len(cart["seats"]) < cart["adults"]:
+        cart["seats"].append(seat)
+        cart["seats_done"] = len(cart["seats"]) == cart["adults"]
 
 
 def _result_page(flights, base: dict[str, str], q: dict[str, str]) -> dict[str, Any]:
@@ -475,12 +455,19 @@ def main(argv: list[str] | None = None) -> int:
         "--db", default=defaults.db, help="SQLite file for bookings (default: memory)"
     )
     parser.add_argument("--task", default="", help="play a panel task, e.g. test:3 or ood:0")
+    parser.add_argument(
+        "--session-ttl", type=float, default=defaults.session_ttl,
+        help="seconds a visitor's session (cart, bookings) lives without use (default: 1 day)",
+    )  # fmt: skip
     cfg = SiteConfig(**vars(parser.parse_args(argv)))
     from earlyexp.envs.flights.server import SiteServer
 
     ctx = task_context(cfg.task) if cfg.task else {}
     default = {"seed": cfg.seed, "world": cfg.world, "theme": cfg.theme}
-    server = SiteServer(Store(cfg.db), dict(default, **ctx), host=cfg.host, port=cfg.port)
+    server = SiteServer(
+        Store(cfg.db), dict(default, **ctx), host=cfg.host, port=cfg.port,
+        session_ttl=cfg.session_ttl,
+    )  # fmt: skip
     if ctx:
         print(f"Task {cfg.task}: {ctx['banner']}")
     print(

@@ -1,7 +1,9 @@
 """Server-side validation of the site's forms (also used to make valid task data).
 
 Every check returns an error message for the page, or None when the input is fine. Messages
-quote the input; the templates escape it, so nothing a user types becomes markup.
+quote the input; the templates escape it, so nothing a user types becomes markup. Numbers
+are ASCII digits only (``٢`` and ``²`` are not digits here), with surrounding spaces allowed;
+each field has one parser that every route uses.
 """
 
 from __future__ import annotations
@@ -20,9 +22,18 @@ def shown(text: str, limit: int = 40) -> str:
     return text if len(text) <= limit else text[:limit] + "..."
 
 
+def parse_number(text: str, low: int, high: int) -> int | None:
+    """Return the whole number ``text`` writes in ASCII digits when in [low, high], else None."""
+    t = text.strip()
+    if not (t.isascii() and t.isdigit()) or len(t) > 9:
+        return None
+    n = int(t)
+    return n if low <= n <= high else None
+
+
 def parse_iso(text: str) -> dt.date | None:
     """Return the date written ``YYYY-MM-DD``, or None."""
-    if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", text.strip()):
+    if not re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", text.strip()):
         return None
     try:
         return dt.date.fromisoformat(text.strip())
@@ -32,7 +43,7 @@ def parse_iso(text: str) -> dt.date | None:
 
 def parse_dmy(text: str) -> dt.date | None:
     """Return the date written ``DD/MM/YYYY``, or None."""
-    m = re.fullmatch(r"(\d{2})/(\d{2})/(\d{4})", text.strip())
+    m = re.fullmatch(r"([0-9]{2})/([0-9]{2})/([0-9]{4})", text.strip())
     if m is None:
         return None
     try:
@@ -127,5 +138,5 @@ def check_expiry(month: int | None, year: int | None, text: str) -> str | None:
 
 def parse_expiry(text: str) -> tuple[int | None, int | None]:
     """Return (month, two-digit year) of ``MM/YY``, or Nones."""
-    m = re.fullmatch(r"\s*(\d{1,2})\s*/\s*(\d{2})\s*", text)
+    m = re.fullmatch(r"\s*([0-9]{1,2})\s*/\s*([0-9]{2})\s*", text)
     return (int(m.group(1)), int(m.group(2))) if m else (None, None)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 import re
+import threading
 
 import pytest
 
@@ -28,13 +29,22 @@ INJECTIONS = [
 ]
 
 
+class Site:
+    """A test client on a fresh store; ``sid`` is the visitor's session once it has one."""
+
+    def __init__(self, store, client):
+        self.store, self.client = store, client
+
+    @property
+    def sid(self):
+        return self.client.cookies.get(COOKIE)
+
+
 @pytest.fixture()
 def site():
     store = Store()
     client = TestClient(create_app(store, {"seed": 3, "world": "id", "theme": "classic"}))
-    client.get("/")
-    sid = client.cookies.get(COOKIE)
-    yield client, store, sid
+    yield client, store, Site(store, client)
     client.close()
     store.close()
 
@@ -106,7 +116,7 @@ def test_bad_passenger_details_show_errors_and_book_nothing(site, field, value, 
     assert r.url.path == "/book/passengers"
     assert any(message in e for e in errors(r.text)), errors(r.text)
     assert client.get("/book/payment").url.path != "/book/payment"
-    assert store.count_bookings(sid) == 0
+    assert store.count_bookings(sid.sid) == 0
 
 
 @pytest.mark.parametrize(
@@ -128,9 +138,9 @@ def test_bad_payment_shows_errors_and_books_nothing(site, field, value, message)
     r = client.post("/book/payment", data=dict(PAYMENT, **{field: value}))
     assert r.url.path == "/book/payment"
     assert any(message in e for e in errors(r.text)), errors(r.text)
-    assert store.count_bookings(sid) == 0
+    assert store.count_bookings(sid.sid) == 0
     r = client.post("/book/payment", data=PAYMENT)
-    assert r.url.path.startswith("/confirmation/") and store.count_bookings(sid) == 1
+    assert r.url.path.startswith("/confirmation/") and store.count_bookings(sid.sid) == 1
 
 
 @pytest.mark.parametrize("attack", INJECTIONS)
@@ -148,7 +158,7 @@ def test_injections_are_stored_and_shown_as_plain_text(site, attack):
     client.post("/book/seats", data={"skip": "1"})
     r = client.post("/book/payment", data=dict(PAYMENT, card_name=attack))
     assert r.url.path.startswith("/confirmation/"), errors(r.text)
-    (booking,) = store.bookings(sid)
+    (booking,) = store.bookings(sid.sid)
     assert (
         booking["passengers"][0]["name"] == f"{attack} {attack}" and booking["card_name"] == attack
     )
@@ -168,7 +178,7 @@ def test_seat_map_records_seats_and_refuses_taken_ones(site):
     assert client.post("/book/seats", data={"seat": taken}).url.path == "/book/seats"
     assert client.post("/book/seats", data={"seat": free}).url.path == "/book/payment"
     client.post("/book/payment", data=PAYMENT)
-    assert store.bookings(sid)[0]["passengers"][0]["seat"] == free
+    assert store.bookings(sid.sid)[0]["passengers"][0]["seat"] == free
 
 
 def test_pages_are_a_function_of_url_and_session(site):
@@ -235,11 +245,239 @@ def test_odd_urls_never_crash_the_site(site, path):
     )
 
 
-def test_return_date_links_to_the_way_back(site):
+def test_there_is_no_return_field_as_no_return_leg_can_be_booked(site):
     client, _, _ = site
+    for theme in ("classic", "compact"):
+        with TestClient(create_app(Store(), {"seed": 3, "world": "id", "theme": theme})) as c:
+            assert 'name="return"' not in c.get("/").text
     page = client.get("/results", params=dict(SEARCH, **{"return": "2027-03-20"})).text
-    link = html.unescape(re.search(r'href="([^"]+)">Return flights on 2027-03-20', page).group(1))
-    back = client.get(link).text
-    assert "Boston to Denver" in back and "2027-03-20" in back
-    bad = client.get("/results", params=dict(SEARCH, **{"return": "2027-03-01"})).text
-    assert any("Return date must not be before" in e for e in errors(bad))
+    assert "Return flights" not in page and "2027-03-20" not in page
+
+
+# ---------------------------------------------------------------------- hardening (issue 18)
+def book_flow(client, adults="1", first="Ana", card=PAYMENT):
+    """Search, book, fill passengers, skip seats, pay; return the last response."""
+    start_booking(client, adults=adults)
+    client.post("/book/passengers", data=passengers(first=first, k=int(adults)))
+    client.post("/book/seats", data={"skip": "1"})
+    return client.post("/book/payment", data=card)
+
+
+def test_rebooking_after_the_passenger_form_never_answers_500(site):
+    client, store, me = site
+    start_booking(client)
+    client.post("/book/passengers", data=passengers())
+    page = client.get("/results", params=SEARCH).text
+    flight = re.search(r'data-flight="([^"]+)"', page).group(1)
+    client.post("/book", data={"flight": flight, "cabin": "economy", "adults": "2"})  # again
+    assert client.post("/book/seats", data={"skip": "1"}).url.path == "/book/passengers"
+    r = client.post("/book/payment", data=PAYMENT)
+    assert r.status_code == 200 and r.url.path == "/book/passengers"
+    assert store.count_bookings(me.sid) == 0
+
+
+def random_request(client, rng, flight):
+    """One request of a random kind, with good or bad form data."""
+    kinds = [
+        lambda: client.get("/"),
+        lambda: client.get("/results", params=dict(SEARCH, adults=rng.choice(["1", "2", " 2 ", "٢", "9"]))),
+        lambda: client.get(f"/flight/{flight}?cabin=economy&adults={rng.choice(['1', '2', 'x'])}"),
+        lambda: client.post("/book", data={"flight": rng.choice([flight, "nope"]),
+                                           "cabin": rng.choice(["economy", "first", "?"]),
+                                           "adults": rng.choice(["1", "2", "7", ""])}),
+        lambda: client.post("/book/passengers", data=passengers(k=rng.choice([1, 2, 3]),
+                                                                 dob=rng.choice(["1990-04-02", "x"]))),
+        lambda: client.post("/book/passengers", data={}),
+        lambda: client.get("/book/passengers?check=1"),
+        lambda: client.post("/book/seats", data=rng.choice([{"skip": "1"}, {"clear": "1"},
+                                                            {"seat": "1A"}, {"seat": "99Z"}, {}])),
+        lambda: client.get("/book/seats"),
+        lambda: client.post("/book/payment", data=rng.choice([PAYMENT, {}, dict(PAYMENT, card_expiry="٠١/٢٩")])),
+        lambda: client.get("/book/payment?check=1"),
+        lambda: client.get("/bookings"),
+        lambda: client.get("/confirmation/ABCDEF"),
+    ]  # fmt: skip
+    return kinds[int(rng.integers(len(kinds)))]()
+
+
+def test_forms_replayed_in_random_orders_never_answer_500(site):
+    import numpy as np
+
+    client, store, me = site
+    page = client.get("/results", params=SEARCH).text
+    flight = re.search(r'data-flight="([^"]+)"', page).group(1)
+    rng = np.random.default_rng(0)
+    for _ in range(400):  # the test client raises on any server error
+        assert random_request(client, rng, flight).status_code == 200
+    for b in store.bookings(me.sid) if me.sid else []:
+        assert len(b["passengers"]) == b["adults"] and b["email"]
+
+
+def test_threads_sharing_one_session_never_get_500():
+    httpx = pytest.importorskip("httpx")
+    from concurrent.futures import ThreadPoolExecutor
+
+    from earlyexp.envs.flights.server import SiteServer
+
+    server = SiteServer(Store(), {"seed": 3, "world": "id", "theme": "classic"})
+    try:
+        with httpx.Client(base_url=server.url, follow_redirects=True, timeout=30) as first:
+            start_booking(first)
+            sid = first.cookies.get(COOKIE)
+        statuses, lock = [], threading.Lock()
+
+        def worker(i: int) -> None:
+            with httpx.Client(base_url=server.url, cookies={COOKIE: sid},
+                              follow_redirects=True, timeout=30) as c:  # fmt: skip
+                adults = str(1 + i % 2)  # the carts of the threads overwrite each other:
+                page = c.get("/results", params=dict(SEARCH, adults=adults)).text
+                flight = re.search(r'data-flight="([^"]+)"', page).group(1)
+                rs = [  # each step may land anywhere, but never on a server error
+                    c.post("/book", data={"flight": flight, "cabin": "economy", "adults": adults}),
+                    c.post("/book/passengers", data=passengers(first=f"Ana{i}", k=int(adults))),
+                    c.post("/book/seats", data={"skip": "1"}),
+                    c.post("/book/payment", data=PAYMENT),
+                ]
+                with lock:
+                    statuses.extend(r.status_code for r in rs)
+
+        with ThreadPoolExecutor(max_workers=20) as pool:
+            list(pool.map(worker, range(40)))  # 40 flows of 5 requests (plus redirects)
+        assert len(statuses) == 160
+        assert statuses and set(statuses) == {200}
+        for b in server.store.bookings(sid):
+            assert len(b["passengers"]) == b["adults"]  # every row is one coherent cart
+            assert len({p["name"].split()[0] for p in b["passengers"]}) == 1
+        refs = [b["ref"] for b in server.store.bookings(sid)]
+        assert len(refs) == len(set(refs)) >= 1
+    finally:
+        server.stop()
+
+
+def test_anonymous_visitors_create_no_session_until_they_change_state(site):
+    client, store, me = site
+    for _ in range(50):
+        r = client.get("/")
+        assert "set-cookie" not in r.headers
+        client.get("/results", params=SEARCH)
+        client.get("/bookings")
+        client.post("/book/passengers", data=passengers())  # no cart: nothing to change
+        client.cookies.clear()
+    assert store.session_count() == 0
+    start_booking(client)
+    assert store.session_count() == 1 and me.sid
+    book_flow(client)
+    assert store.session_count() == 1
+
+
+def test_visitor_sessions_expire_with_their_bookings_env_sessions_do_not():
+    now = [1000.0]
+    store = Store(clock=lambda: now[0])
+    app = create_app(store, {"seed": 3, "world": "id", "theme": "classic"}, session_ttl=60)
+    env_sid = store.create_session({"seed": 1, "world": "id", "theme": "classic"})
+    with TestClient(app) as client:
+        book_flow(client)
+        sid = client.cookies.get(COOKIE)
+        assert store.count_bookings(sid) == 1
+        now[0] += 50
+        assert "DEN → BOS" in client.get("/bookings").text  # use renews the session
+        now[0] += 50
+        assert store.context(sid) is not None
+        now[0] += 61
+        assert store.context(sid) is None and store.count_bookings(sid) == 0
+        assert store.context(env_sid) is not None
+        assert client.get("/book/payment").url.path == "/"  # an expired cookie: a new visitor
+        start_booking(client)
+        assert client.cookies.get(COOKIE) != sid and store.session_count() == 2
+
+
+@pytest.mark.parametrize("adults, ok", [("2", True), (" 2 ", True), ("٢", False),
+                                        ("²", False), ("2.0", False), ("+2", False)])  # fmt: skip
+def test_every_route_validates_the_traveller_count_alike(site, adults, ok):
+    client, _, _ = site
+    page = client.get("/results", params=dict(SEARCH, adults=adults)).text
+    assert ("data-flight" in page) == ok
+    flight = re.search(r'data-flight="([^"]+)"', client.get("/results", params=SEARCH).text)
+    detail = client.get(f"/flight/{flight.group(1)}", params={"cabin": "economy", "adults": adults})
+    assert ("does not exist" not in detail.text) == ok
+    r = client.post("/book", data={"flight": flight.group(1), "cabin": "economy", "adults": adults})
+    assert (r.url.path == "/book/passengers") == ok
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("card_expiry", "٠١/٢٩"),
+        ("card_expiry", "０８/２９"),
+        ("card_number", "４１１１ １１１１ １１１１ １１１１"),
+    ],
+)
+def test_non_ascii_digits_are_refused_in_payment(site, field, value):
+    client, store, me = site
+    r = book_flow(client, card=dict(PAYMENT, **{field: value}))
+    assert r.url.path == "/book/payment" and errors(r.text)
+    assert store.count_bookings(me.sid) == 0
+
+
+def test_non_ascii_digits_are_refused_in_dates(site):
+    client, store, me = site
+    page = client.get("/results", params=dict(SEARCH, date="٢٠٢٧-٠٣-١٤")).text
+    assert any("Invalid date" in e for e in errors(page))
+    start_booking(client, adults="1")
+    r = client.post("/book/passengers", data=passengers(k=1, dob="١٩٩٠-٠٤-٠٢"))
+    assert any("Invalid date of birth" in e for e in errors(r.text))
+    with TestClient(create_app(Store(), {"seed": 3, "world": "id", "theme": "compact"})) as c:
+        start_booking(c, adults="1")
+        data = {"name_1": "Ana Ruiz", "dob_1": "٠٢/٠٤/١٩٩٠", "email": "ana@example.com"}
+        assert any(
+            "Invalid date of birth" in e for e in errors(c.post("/book/passengers", data=data).text)
+        )
+        c.post("/book/passengers", data=dict(data, dob_1="02/04/1990"))
+        c.post("/book/seats", data={"skip": "1"})
+        pay = {"card_number": PAYMENT["card_number"], "exp_month": "٠٨", "exp_year": "2029",
+               "card_name": "Ana Ruiz"}  # fmt: skip
+        assert any("Invalid expiry" in e for e in errors(c.post("/book/payment", data=pay).text))
+
+
+def test_booking_references_are_unique_by_a_database_constraint():
+    import sqlite3
+
+    store = Store()
+    app = create_app(store, {"seed": 3, "world": "id", "theme": "classic"})
+    refs = []
+    for _ in range(5):  # five visitors make the very same booking
+        with TestClient(app) as client:
+            r = book_flow(client)
+            refs.append(r.url.path.rsplit("/", 1)[-1])
+    assert len(set(refs)) == 5
+    sid = store.create_session({"seed": 3, "world": "id", "theme": "classic"})
+    with pytest.raises(sqlite3.IntegrityError):
+        store._db.execute(
+            "INSERT INTO bookings (sid, ref, flight_id, cabin, adults, passengers, email, "
+            "card_name, card_last4, total) VALUES (?, ?, 'f', 'economy', 1, '[]', 'e', 'n', "
+            "'1111', 1)", (sid, refs[0]),
+        )  # fmt: skip
+    # restoring a saved session whose reference another session holds gets a free one
+    owner = next(
+        s for (s,) in store._db.execute("SELECT sid FROM bookings WHERE ref = ?", (refs[0],))
+    )
+    saved = store.export(owner)
+    store.load(sid, saved)
+    (copy,) = store.bookings(sid)
+    assert copy["ref"] != refs[0] and copy["flight_id"] == store.bookings(owner)[0]["flight_id"]
+
+
+def test_a_database_file_of_the_earlier_schema_is_upgraded(tmp_path):
+    import sqlite3
+
+    path = tmp_path / "old.db"
+    db = sqlite3.connect(path)
+    db.executescript(
+        "CREATE TABLE sessions (sid TEXT PRIMARY KEY, ctx TEXT NOT NULL, state TEXT NOT NULL);"
+        "INSERT INTO sessions VALUES ('abc', '{\"seed\": 3}', '{\"cart\": null, \"forms\": {}}');"
+    )
+    db.close()
+    store = Store(str(path))
+    assert store.context("abc") == {"seed": 3}  # an old session: kept, never expires
+    assert store.create_session({"seed": 1}, ttl=10)
+    store.close()
