@@ -24,6 +24,9 @@ Trajectory JSONL (:func:`write_jsonl`), one episode per line::
 
 ``action`` is null on a parse failure. ``Trajectory.step_example(t)`` returns the
 (ids, mask) of turn ``t``: its context then its reply, mask 1 on the reply's sampled ids.
+
+:func:`self_play` plays a turn-based PettingZoo env (``earlyexp.envs.bargain_v0``) with a
+policy per agent, the same bookkeeping per agent: one trajectory per agent and episode.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from __future__ import annotations
 import json
 import time
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -376,7 +379,130 @@ class RolloutEngine:
             traj.snapshots.append(view.snapshot)
         if not view.done:
             return False
-        traj.score = float(view.info.get("score", view.reward))
-        traj.success = bool(view.info.get("success", traj.score >= 1.0))
-        traj.rubric = list(view.info.get("rubric", []))
+        _settle(traj, view)
         return True
+
+
+def _settle(traj: Trajectory, view: EnvView) -> None:
+    """Record the end of ``traj``'s episode from its final view: score, success, rubric."""
+    traj.score = float(view.info.get("score", view.reward))
+    traj.success = bool(view.info.get("success", traj.score >= 1.0))
+    traj.rubric = list(view.info.get("rubric", []))
+
+
+# ---------------------------------------------------------------------------------- self-play
+class _Table:
+    """One AEC env of a self-play run: the episode it plays and a seat (a slot) per agent."""
+
+    def __init__(self, env: Any) -> None:
+        self.env = env
+        self.index = -1  # position of the episode in the run's list; -1: idle
+        self.seats: dict[str, _Slot] = {}
+        self.pending: set[str] = set()  # agents whose last step awaits the env's answer
+
+
+def self_play(
+    make_env: Callable[[], Any],
+    policies: Mapping[str, Policy],
+    episodes: Sequence[EpisodeSpec],
+    num_envs: int = 8,
+    prompt: PromptConfig | None = None,
+    sampling: SamplingParams | None = None,
+) -> list[dict[str, Trajectory]]:
+    """Play a turn-based PettingZoo AEC text env with one LLM policy per agent.
+
+    ``make_env()`` builds the env (e.g. ``earlyexp.envs.bargain_v0.env``); ``policies`` maps
+    every agent to a policy, the same one or different ones. ``num_envs`` tables play the
+    episodes; each turn the agents to move at all tables are prompted together, one
+    :meth:`Policy.complete` call per distinct policy (a single call when the agents share
+    one). Each agent's side of an episode is its own :class:`Trajectory` (``label``: the
+    agent, after the spec's label), kept as :class:`RolloutEngine` keeps one: its system
+    prompt from its own ``info["task"]``, its turns, sampled ids as sampled, env tokens
+    masked, its final score and rubric. Returns, per episode, agent -> trajectory.
+    """
+    if num_envs < 1:
+        raise ValueError(f"Expect num_envs >= 1, actually: {num_envs}")
+    if not episodes:
+        return []
+    engines = {a: RolloutEngine(p, prompt, sampling) for a, p in policies.items()}
+    tables = [_Table(make_env()) for _ in range(min(num_envs, len(episodes)))]
+    missing = sorted(set(tables[0].env.possible_agents) - set(engines))
+    if missing:
+        raise ValueError(f"Expect a policy for every agent, actually none for {missing}")
+    queue, results = deque(enumerate(episodes)), {}
+    try:
+        for t in tables:
+            _seat(t, queue, engines)
+        while active := [t for t in tables if t.index >= 0]:
+            groups: dict[int, list[tuple[_Table, str]]] = {}
+            for t in active:
+                agent = t.env.agent_selection
+                groups.setdefault(id(engines[agent].policy), []).append((t, agent))
+            for group in groups.values():
+                prompts = [engines[a]._prompt(t.seats[a]) for t, a in group]
+                completions = engines[group[0][1]].policy.complete(
+                    prompts, engines[group[0][1]].sampling
+                )
+                for (t, a), c in zip(group, completions, strict=True):
+                    t.env.step(engines[a]._reply(t.seats[a], c))
+                    t.pending.add(a)
+            for t in active:
+                if _advance(t, engines):
+                    results[t.index] = {a: s.traj for a, s in t.seats.items()}
+                    _seat(t, queue, engines)
+    finally:
+        for t in tables:
+            t.env.close()
+    return [results[i] for i in range(len(episodes))]
+
+
+def _turn_view(env: Any, engine: RolloutEngine) -> EnvView:
+    """The view of the agent to move (``env.last()``), with its expert action if asked for."""
+    obs, reward, term, trunc, info = env.last()
+    expert = getattr(engine.policy, "needs_expert", False) and not (term or trunc)
+    action = env.unwrapped.expert_action(env.agent_selection) if expert else None
+    return EnvView(str(obs), dict(info), float(reward), bool(term), bool(trunc), action)
+
+
+def _advance(t: _Table, engines: Mapping[str, RolloutEngine]) -> bool:
+    """Bring ``t`` to its next decision; True when its episode is over.
+
+    The agent to move gets the env's answer to its last step; finished agents are stepped
+    out with ``None`` (PettingZoo's rule), their trajectories settled.
+    """
+    while t.env.agents:
+        agent = t.env.agent_selection
+        engine, seat = engines[agent], t.seats[agent]
+        view = _turn_view(t.env, engine)
+        if agent in t.pending:
+            t.pending.discard(agent)
+            engine._observe(seat, view)
+        else:
+            seat.view = view
+            if view.done:
+                _settle(seat.traj, view)  # type: ignore[arg-type]
+        if not view.done:
+            return False
+        t.env.step(None)
+    return True
+
+
+def _seat(t: _Table, queue: deque, engines: Mapping[str, RolloutEngine]) -> None:
+    """Reset ``t`` onto the next queued episode and seat its agents (idle when none is left)."""
+    t.index, t.seats, t.pending = -1, {}, set()
+    if not queue:
+        return
+    t.index, spec = queue.popleft()
+    env, name = t.env, str(t.env.unwrapped)
+    env.reset(seed=spec.seed, options={"split": spec.split, "task": spec.task})
+    if spec.snapshot is not None:
+        env.unwrapped.restore(spec.snapshot)
+    help_text = env.unwrapped.action_help()
+    for agent in env.agents:
+        seat = _Slot(len(t.seats))
+        view = EnvView(str(env.observe(agent)), dict(env.infos[agent]), action_help=help_text)
+        engines[agent]._begin(seat, name, spec, view)
+        seat.traj.label = f"{spec.label}:{agent}" if spec.label else agent  # type: ignore[union-attr]
+        seat.index = t.index
+        t.seats[agent] = seat
+    _advance(t, engines)
