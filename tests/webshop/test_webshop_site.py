@@ -122,3 +122,88 @@ def test_a_whole_purchase_in_headless_chromium():
             assert info["score_details"]["purchased_asin"] in body
         finally:
             browser.close()
+
+
+# ---------------------------------------------------------------------- hardening (issue 18)
+BAD_IDS = ["fixed_500", "ood_999999", "bad%20id", "a" * 65, "fixed_%D9%A3"]
+
+
+@pytest.mark.parametrize("session", BAD_IDS)
+def test_unknown_ids_are_404_pages_that_say_why(client, session):
+    for method, path in [("GET", f"/{session}"), ("GET", f"/{session}/reset"),
+                         ("POST", f"/{session}/act"), ("POST", f"/{session}/0/act"),
+                         ("GET", f"/{session}/0")]:  # fmt: skip
+        r = client.request(method, path, data={"action": "click[Buy Now]"}, follow_redirects=True)
+        assert r.status_code == 404, (method, path)
+        assert "Expect" in r.text, (method, path)
+
+
+def test_steps_a_visitor_has_not_reached_are_404(client):
+    client.get("/fixed_2/reset")
+    for path in ["/fixed_2/1", "/fixed_2/x", "/fixed_2/-1", "/fixed_2/" + "9" * 30]:
+        r = client.get(path)
+        assert r.status_code == 404 and ("Expect" in r.text or "not a page" in r.text), path
+    assert client.post("/fixed_2/7/act", data={"action": "search", "query": "x"}).status_code == 404
+
+
+def test_each_visitor_has_its_own_episode():
+    from starlette.testclient import TestClient
+
+    app = create_app(SiteConfig())
+    with TestClient(app) as alice, TestClient(app) as bob:
+        alice.post("/fixed_0/0/act", data={"action": "search", "query": "party mix"})
+        assert "Total results" in alice.get("/fixed_0", follow_redirects=True).text
+        page = bob.get("/fixed_0", follow_redirects=True)
+        assert "Total results" not in page.text and 'id="search_input"' in page.text
+        episodes = len(app.state.sessions._episodes)
+        for _ in range(20):  # anonymous readers see the start page and store nothing
+            bob.cookies.clear()
+            assert "Total results" not in bob.get("/fixed_0/0").text
+        assert len(app.state.sessions._episodes) == episodes == 1
+
+
+def test_each_page_has_its_own_url_so_back_and_reload_work(client):
+    env = expert_env("test", 4)
+    client.get("/fixed_4/reset")
+    urls = ["/fixed_4/0"]
+    for _ in range(3):  # search, open a product, choose an option or buy
+        action = env.unwrapped.expert_action()
+        form = ({"action": "search", "query": action[len("search[") : -1]}
+                if action.startswith("search[") else {"action": action})  # fmt: skip
+        r = client.post(f"{urls[-1]}/act", data=form, follow_redirects=True)
+        urls.append(r.url.path)
+        env.step(action)
+    assert urls == [f"/fixed_4/{i}" for i in range(4)]
+    pages = [client.get(u).text for u in urls]
+    assert [client.get(u).text for u in urls] == pages  # reload: the same page
+    assert 'action="/fixed_4/1/act"' in pages[1] and "Total results" in pages[1]
+    # act from an earlier page (after Back): the episode continues from there
+    r = client.post("/fixed_4/1/act", data={"action": "click[Back to Search]"},
+                    follow_redirects=True)  # fmt: skip
+    assert r.url.path == "/fixed_4/2" and 'id="search_input"' in r.text
+    assert client.get("/fixed_4/3").status_code == 404  # the old forward page is gone
+
+
+@pytest.mark.browser
+def test_back_and_reload_in_headless_chromium():
+    exe = chromium_path()
+    if exe is None:
+        pytest.skip("no Chromium (run `make install`)")
+    from playwright.sync_api import sync_playwright
+
+    with running(SiteConfig(port=0)) as url, sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=exe, headless=True, args=CHROMIUM_FLAGS)
+        try:
+            page = browser.new_page()
+            page.goto(f"{url}/fixed_3/reset")
+            page.fill("#search_input", "party mix")
+            page.press("#search_input", "Enter")
+            page.wait_for_load_state()
+            assert page.url.endswith("/fixed_3/1") and "Total results" in page.inner_text("body")
+            page.go_back()
+            assert page.url.endswith("/fixed_3/0") and page.locator("#search_input").count() == 1
+            page.go_forward()
+            page.reload()
+            assert page.url.endswith("/fixed_3/1") and "Total results" in page.inner_text("body")
+        finally:
+            browser.close()
