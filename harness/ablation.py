@@ -2,8 +2,9 @@
 
 Each value is an ordinary bench run (``<out>/<field>=<value>/``, resumable like any other)
 with ``--set METHOD.FIELD=VALUE``; the sweep then writes ``ablation.md`` (ID and OOD success
-with Wilson 95% intervals per value) and ``ablation.png`` / ``.pdf``. Early Experience's K
-ablation::
+with Wilson 95% intervals per value), ``ablation.png`` / ``.pdf`` and ``ablation.json`` (the
+sweep's settings), all from the runs' ``results.json``, so ``earlyexp report SWEEP_DIR``
+redraws them. Early Experience's K ablation::
 
     earlyexp ablate --method iwm --field K --values 1,2,4,8 --env EarlyExp/FrozenLake-v0
 """
@@ -12,11 +13,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from earlyexp.harness.bench import BenchConfig, run_bench
+from earlyexp.harness.figures import plot_ablation
+from earlyexp.harness.tables import pct, short_env
 
 
 @dataclass
@@ -48,19 +51,79 @@ def run_ablation(cfg: AblationConfig) -> Path:
     if not cfg.values:
         raise ValueError("Expect at least one value to sweep, actually: none")
     out = Path(cfg.out or f"runs/ablate_{cfg.method}_{cfg.field}")
-    rows = []
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "ablation.json").write_text(json.dumps(asdict(cfg), indent=1))
     for value in cfg.values:
         bench = BenchConfig(
             profile=cfg.profile, methods=[cfg.method], envs=[cfg.env], seeds=cfg.seeds,
             model=cfg.model, device=cfg.device, set=[f"{cfg.method}.{cfg.field}={value}"],
-            out=str(out / f"{cfg.field}={value}"),
+            out=str(run_dir(out, cfg, value)),
         )  # fmt: skip
-        run = run_bench(bench)
-        summary = json.loads((run / "results.json").read_text())["summary"]
-        rows.append((value, summary[0] if summary else None, branch_counts(run)))
-    (out / "ablation.md").write_text(_table(cfg, rows))
-    _plot(cfg, rows, out / "ablation.png")
+        run_bench(bench)
+    write_sweep(out, cfg)
     return out
+
+
+def run_dir(out: Path, cfg: AblationConfig, value: str) -> Path:
+    """The bench run folder of one value of the sweep."""
+    return out / f"{cfg.field}={value}"
+
+
+def write_sweep(out: Path, cfg: AblationConfig) -> list[Path]:
+    """Write ``ablation.md`` and the figure from the value runs' ``results.json``."""
+    rows = []
+    for value in cfg.values:
+        results = run_dir(out, cfg, value) / "results.json"
+        summary = json.loads(results.read_text())["summary"] if results.exists() else []
+        row = next((r for r in summary if r["method"] == cfg.method), None)
+        rows.append((value, row, branch_counts(run_dir(out, cfg, value))))
+    (out / "ablation.md").write_text(_table(cfg, rows))
+    title = f"{cfg.method} on {short_env(cfg.env)}"
+    plotted = plot_ablation(
+        [v for v, _, _ in rows], [r for _, r, _ in rows], out / "ablation.png",
+        field=cfg.field, title=title,
+    )  # fmt: skip
+    return [out / "ablation.md", *plotted]
+
+
+def sweep_config(out: Path) -> AblationConfig:
+    """The settings of the sweep in ``out``: its ``ablation.json``, else read off its runs.
+
+    A sweep written before ``ablation.json`` existed is recognised by its ``FIELD=VALUE``
+    run folders and the ``--set METHOD.FIELD=VALUE`` each run's config holds.
+    """
+    saved = out / "ablation.json"
+    if saved.exists():
+        return AblationConfig(**json.loads(saved.read_text()))
+    runs = sorted(p.parent for p in out.glob("*=*/results.json"))
+    fields = {p.name.partition("=")[0] for p in runs}
+    if not runs or len(fields) != 1:
+        raise ValueError(
+            f"Expect a sweep folder of earlyexp ablate (FIELD=VALUE run folders of one field), "
+            f"actually: {out} has {sorted(p.name for p in runs) or 'none'}"
+        )
+    (field,) = fields
+    config = json.loads((runs[0] / "results.json").read_text())["config"]
+    method = next(s.split(".")[0] for s in config["set"] if s.split("=")[0].endswith(f".{field}"))
+    values = sorted((p.name.partition("=")[2] for p in runs), key=_natural)
+    env = (config.get("envs") or [""])[0]
+    return AblationConfig(method=method, field=field, values=values, env=env,
+                          profile=config["profile"], out=str(out))  # fmt: skip
+
+
+def _natural(value: str) -> tuple[int, float, str]:
+    """Sort key: numbers by value (``2`` before ``10``), then text."""
+    try:
+        return (0, float(value), "")
+    except ValueError:
+        return (1, 0.0, value)
+
+
+def is_sweep(out: Path) -> bool:
+    """Whether ``out`` is a sweep folder of ``earlyexp ablate``."""
+    return (out / "ablation.json").exists() or (
+        not (out / "results.json").exists() and any(out.glob("*=*/results.json"))
+    )
 
 
 def branch_counts(run: Path) -> tuple[int, int] | None:
@@ -70,11 +133,20 @@ def branch_counts(run: Path) -> tuple[int, int] | None:
     actions than K): two values with the same samples trained on the same data. None when the
     method does not branch.
     """
-    files = sorted(run.glob("cells/*/branch_stats.json"))
-    if not files:
+    stats = _branch_stats(run)
+    if not stats:
         return None
-    stats = [json.loads(f.read_text()) for f in files]
     return sum(s["samples"] for s in stats), sum(s.get("shortfall", 0) for s in stats)
+
+
+def _branch_stats(run: Path) -> list[dict[str, Any]]:
+    """The cells' ``branch_stats.json``: from the cell folders, else ``results.json``'s copies."""
+    files = sorted(run.glob("cells/*/branch_stats.json"))
+    if files:
+        return [json.loads(f.read_text()) for f in files]
+    path = run / "results.json"
+    kept = json.loads(path.read_text()).get("cell_files", {}) if path.exists() else {}
+    return [f["branch_stats"] for _, f in sorted(kept.items()) if "branch_stats" in f]
 
 
 def _table(cfg: AblationConfig, rows: list[tuple[str, Any, Any]]) -> str:
@@ -86,6 +158,12 @@ def _table(cfg: AblationConfig, rows: list[tuple[str, Any, Any]]) -> str:
     for value, r, b in rows:
         counts = (f" {b[0]} | {b[1]} |" if b else " - | - |") if branching else ""
         lines.append(f"| {value} | {_pct(r, 'id')} | {_pct(r, 'ood')} |{counts}")
+    ns = sorted(
+        {r[k]["n"] for _, r, _ in rows if r for k in ("id", "ood") if (r.get(k) or {}).get("n")}
+    )
+    lines.append(
+        f"\nIntervals: Wilson 95%; n = {'/'.join(map(str, ns)) or '-'} episodes per panel and value."
+    )
     note = ""
     if branching and any(b and b[1] for _, _, b in rows):
         note = ("\nAlternatives short: the env had fewer distinct actions than K at those states "
@@ -98,34 +176,4 @@ def _pct(row: Any, key: str) -> str:
     s = row and row.get(key)
     if not s:
         return "- (error)" if row and row.get("error") else "-"
-    return f"{100 * s['success']:.1f} [{100 * s['ci_low']:.1f}, {100 * s['ci_high']:.1f}]"
-
-
-def _plot(cfg: AblationConfig, rows: list[tuple[str, Any, Any]], path: Path) -> None:
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ModuleNotFoundError:
-        return
-    fig, ax = plt.subplots(figsize=(4.5, 3.4))
-    xs = list(range(len(rows)))
-    for key, label in (("id", "ID"), ("ood", "OOD")):
-        pts = [(x, r[key]) for x, (_, r, _) in zip(xs, rows, strict=True) if r and r.get(key)]
-        if not pts:
-            continue
-        ys = [100 * s["success"] for _, s in pts]
-        err = [[y - 100 * s["ci_low"] for y, (_, s) in zip(ys, pts, strict=True)],
-               [100 * s["ci_high"] - y for y, (_, s) in zip(ys, pts, strict=True)]]  # fmt: skip
-        ax.errorbar([x for x, _ in pts], ys, yerr=err, marker="o", capsize=3, label=label)
-    ax.set_xticks(xs, [v for v, _, _ in rows])
-    ax.set_xlabel(cfg.field)
-    ax.set_ylabel("success %")
-    ax.set_ylim(0, 100)
-    ax.set_title(f"{cfg.method} on {cfg.env.removeprefix('EarlyExp/')}")
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    fig.savefig(path.with_suffix(".pdf"))
-    plt.close(fig)
+    return pct(s)

@@ -1,4 +1,4 @@
-"""The ``earlyexp`` command: list envs, play them, serve the web sites, run benchmarks."""
+"""The ``earlyexp`` command: list envs, play them, serve the web sites, run benchmarks, report."""
 
 from __future__ import annotations
 
@@ -113,7 +113,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
         return 0
     out = run_bench(cfg)
     print((out / "table.md").read_text())
-    print(f"run folder: {out} (results.json, table.md, plots/, cells/)")
+    print(
+        f"run folder: {out} (results.json, table.md/.csv/.tex, difficulty.csv/.tex, plots/, cells/)"
+    )
     return 0
 
 
@@ -134,7 +136,29 @@ def cmd_ablate(args: argparse.Namespace) -> int:
 
     out = run_ablation(from_args(AblationConfig, args))
     print((out / "ablation.md").read_text())
-    print(f"sweep folder: {out} (ablation.md, ablation.png, one bench run per value)")
+    print(f"sweep folder: {out} (ablation.md/.json/.png/.pdf, one bench run per value)")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    """Redraw a run's (or a sweep's) tables and figures from its results.json."""
+    from pathlib import Path
+
+    from earlyexp.harness.ablation import is_sweep, run_dir, sweep_config, write_sweep
+    from earlyexp.harness.report import report_run
+
+    path = Path(args.run_dir)
+    if is_sweep(path):
+        cfg = sweep_config(path)
+        written = [
+            f
+            for v in cfg.values
+            for f in report_run(run_dir(path, cfg, v), measure=not args.no_expert)
+        ]
+        written += write_sweep(path, cfg)
+    else:
+        written = report_run(path, measure=not args.no_expert)
+    print("\n".join(str(p) for p in written))
     return 0
 
 
@@ -168,6 +192,18 @@ def build_parser() -> argparse.ArgumentParser:
     a = sub.add_parser("ablate", help="sweep one method config field (e.g. iwm K) and plot success")
     add_dataclass_args(a, AblationConfig)
     a.set_defaults(fn=cmd_ablate)
+    r = sub.add_parser(
+        "report",
+        help="redraw a run's tables (md, csv, tex) and figures (png, pdf) from its results.json",
+    )
+    r.add_argument("run_dir", help="a run folder of earlyexp bench, or a sweep of earlyexp ablate")
+    r.add_argument(
+        "--no-expert",
+        action="store_true",
+        help="never play the expert for missing step counts (the difficulty breakdown then "
+        "covers the tasks results.json knows)",
+    )
+    r.set_defaults(fn=cmd_report)
     s = sub.add_parser("serve", help="serve a web site (webshop, flights) on 127.0.0.1")
     s.add_argument("site", help=f"one of {', '.join(SITES)}")
     s.add_argument("rest", nargs=argparse.REMAINDER, help="the site's own options (--port ...)")

@@ -1,18 +1,53 @@
-"""Tables and plots from bench cells: success with Wilson 95% intervals, ID vs OOD."""
+"""A run's report, from its cells: ``results.json``, tables and figures.
+
+:func:`write_report` (the end of ``earlyexp bench``) gathers everything the report shows into
+``results.json``: the summary rows, every episode, each cell's learning curve, Reflexion
+success@k and branching counts (copied from the cell folders) and the expert's step count on
+every evaluated task (for the difficulty breakdown). :func:`render` then draws every table and
+figure from that dictionary alone, so ``earlyexp report RUN_DIR`` (:func:`report_run`) redraws
+a run from its ``results.json`` without the cell folders. Files written::
+
+    results.json
+    table.md  table.csv  table.tex              ID/OOD success with Wilson 95% intervals, ...
+    difficulty.csv  difficulty.tex              success by buckets of the expert's steps
+    plots/success.{png,pdf}                     one panel per env, methods in the run's order
+    plots/curves.{png,pdf}                      RL learning curves (samples, wall time)
+    plots/difficulty.{png,pdf}
+"""
 
 from __future__ import annotations
 
 import json
+import os
+import warnings
 from collections import defaultdict
-from dataclasses import asdict, dataclass
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, is_dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from earlyexp import __version__
 from earlyexp.agents.records import EpisodeRecord
+from earlyexp.harness import difficulty, figures
 from earlyexp.harness.stats import wilson_interval
+from earlyexp.harness.tables import (
+    csv_table,
+    difficulty_csv,
+    difficulty_latex,
+    difficulty_markdown,
+    latex_table,
+    markdown_table,
+    short_env,
+)
 
 if TYPE_CHECKING:
     from earlyexp.harness.bench import CellResult
+
+__all__ = ["markdown_table", "render", "report_run", "summarize", "summary_rows", "write_report"]
+
+CELL_FILES = {"curve": "curve.json", "success_at_k": "success_at_k.json",
+              "branch_stats": "branch_stats.json"}  # fmt: skip
+"""Small JSON files of a cell's folder that ``results.json`` keeps (under ``cell_files``)."""
 
 
 @dataclass(frozen=True)
@@ -46,7 +81,11 @@ def summarize(records: list[EpisodeRecord]) -> SplitSummary | None:
 
 
 def summary_rows(cells: list[CellResult]) -> list[dict[str, Any]]:
-    """One row per (env, method): ID (test) and OOD summaries pooled over seeds."""
+    """One row per (env, method), in the run's order: ID (test) and OOD pooled over seeds.
+
+    The order is the cells' (the bench plans them env by env, methods as given, a starting
+    point's cell before the cells that start from it), never alphabetical.
+    """
     pooled: dict[tuple[str, str], list[EpisodeRecord]] = defaultdict(list)
     errors: dict[tuple[str, str], str] = {}
     seeds: dict[tuple[str, str], list[int]] = defaultdict(list)
@@ -59,7 +98,7 @@ def summary_rows(cells: list[CellResult]) -> list[dict[str, Any]]:
             errors[key] = cell.error or "not finished"
         pooled[key] += cell.episodes
     rows = []
-    for (env, method), recs in sorted(pooled.items()):
+    for (env, method), recs in pooled.items():
         ids = summarize([r for r in recs if r.split == "test"])
         ood = summarize([r for r in recs if r.split == "ood"])
         rows.append({
@@ -70,127 +109,216 @@ def summary_rows(cells: list[CellResult]) -> list[dict[str, Any]]:
     return rows
 
 
-def _pct(s: dict | None) -> str:
-    if not s:
-        return "-"
-    return f"{100 * s['success']:.1f} [{100 * s['ci_low']:.1f}, {100 * s['ci_high']:.1f}]"
-
-
-def markdown_table(rows: list[dict[str, Any]]) -> str:
-    """The results table: ID and OOD success (%) with Wilson 95% intervals and more."""
-    head = (
-        "| env | method | ID success % [95% CI] | OOD success % [95% CI] | ID score | OOD score "
-        "| invalid % | steps | tokens | n (ID/OOD) | wall s |\n|---|---|---|---|---|---|---|---|---|---|---|"
-    )
-    lines = [head]
-    for r in rows:
-        i, o = r["id"], r["ood"]
-        both = [s for s in (i, o) if s]
-        n_steps = sum(s["steps"] * s["n"] for s in both)
-        invalid = sum(s["invalid_rate"] * s["steps"] * s["n"] for s in both) / max(n_steps, 1e-9)
-        steps = n_steps / max(sum(s["n"] for s in both), 1)
-        tokens = sum(s["tokens"] * s["n"] for s in both) / max(sum(s["n"] for s in both), 1)
-        name = r["method"] + (" (error)" if r["error"] else "")
-        lines.append(
-            f"| {r['env'].removeprefix('EarlyExp/')} | {name} | {_pct(i)} | {_pct(o)} "
-            f"| {i['score']:.3f} | {o['score']:.3f} | {100 * invalid:.1f} | {steps:.1f} "
-            f"| {tokens:.0f} | {i['n']}/{o['n']} | {r.get('seconds', 0):.0f} |"
-            if i and o
-            else f"| {r['env'].removeprefix('EarlyExp/')} | {name} | {_pct(i)} | {_pct(o)} | - | - | - | - | - | - | - |"
-        )
-    return "\n".join(lines)
-
-
-def plot_success(rows: list[dict[str, Any]], path: Path) -> bool:
-    """Bar chart of ID vs OOD success with Wilson intervals, one panel per env (PNG)."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ModuleNotFoundError:
-        return False
-    envs = sorted({r["env"] for r in rows})
-    fig, axes = plt.subplots(1, len(envs), figsize=(4.2 * len(envs), 3.6), squeeze=False)
-    for ax, env in zip(axes[0], envs, strict=False):
-        sub = [r for r in rows if r["env"] == env and r["id"] and r["ood"]]
-        xs = range(len(sub))
-        for off, key, label in ((-0.2, "id", "ID"), (0.2, "ood", "OOD")):
-            vals = [100 * r[key]["success"] for r in sub]
-            err = [[max(0.0, v - 100 * r[key]["ci_low"]) for v, r in zip(vals, sub, strict=False)],
-                   [max(0.0, 100 * r[key]["ci_high"] - v) for v, r in zip(vals, sub, strict=False)]]  # fmt: skip
-            ax.bar([x + off for x in xs], vals, 0.4, yerr=err, capsize=3, label=label)
-        ax.set_xticks(list(xs), [r["method"] for r in sub], rotation=30)
-        ax.set_title(env.removeprefix("EarlyExp/"))
-        ax.set_ylim(0, 100)
-        ax.set_ylabel("success %")
-    axes[0][0].legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    fig.savefig(path.with_suffix(".pdf"))
-    plt.close(fig)
-    return True
-
-
-def plot_curves(out: Path) -> list[Path]:
-    """One learning-curve figure per cell that wrote ``curve.json`` (RL methods).
-
-    Success and score of the greedy evaluations against iterations, samples and wall time
-    (PNG and PDF).
-    """
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ModuleNotFoundError:
-        return []
-    written = []
-    for path in sorted((out / "cells").glob("*/curve.json")):
-        evals = json.loads(path.read_text()).get("eval", [])
-        if not evals:
-            continue
-        fig, axes = plt.subplots(1, 3, figsize=(12, 3.2))
-        for ax, (key, label) in zip(
-            axes,
-            (("iteration", "iteration"), ("samples", "episodes sampled"), ("wall_s", "wall s")),
-            strict=True,
-        ):
-            xs = [e[key] for e in evals]
-            ax.plot(xs, [100 * e["success"] for e in evals], marker="o", label="success %")
-            ax.plot(xs, [100 * e["score"] for e in evals], marker=".", label="score x 100")
-            ax.set_xlabel(label)
-            ax.set_ylim(0, 100)
-        axes[0].set_ylabel("test subset")
-        axes[0].legend()
-        fig.suptitle(path.parent.name)
-        fig.tight_layout()
-        for ext in ("png", "pdf"):
-            target = out / "plots" / f"curve_{path.parent.name}.{ext}"
-            fig.savefig(target, dpi=110)
-            written.append(target)
-        plt.close(fig)
-    return written
-
-
-def reflexion_section(out: Path, cells: list[CellResult]) -> str:
-    """Markdown: Reflexion's success % after each trial, pooled over seeds ("" when none ran).
-
-    Read from the ``success_at_k.json`` each Reflexion cell writes; the main table's row of
-    such a cell is its success@k.
-    """
+def _key(method: str, env: str, seed: int) -> str:
+    """A cell's file-safe name (its folder under ``cells/``)."""
     from earlyexp.harness.bench import cell_name
 
+    return cell_name(method, env, seed)
+
+
+def read_cell_files(out: Path, cells: list[CellResult]) -> dict[str, dict[str, Any]]:
+    """``{cell: {"curve": ..., ...}}``: the :data:`CELL_FILES` found in the cells' folders."""
+    found: dict[str, dict[str, Any]] = {}
+    for cell in cells:
+        name_of_cell = _key(cell.method, cell.env, cell.seed)
+        for key, name in CELL_FILES.items():
+            path = out / "cells" / name_of_cell / name
+            if path.is_file():
+                try:
+                    found.setdefault(name_of_cell, {})[key] = json.loads(path.read_text())
+                except (OSError, ValueError) as err:
+                    warnings.warn(f"Skipped unreadable {path}: {err}", RuntimeWarning, stacklevel=2)
+    return found
+
+
+def build_results(
+    out: Path, cells: list[CellResult], config: dict[str, Any], previous: dict[str, Any] | None,
+    *, measure: bool = True,
+) -> dict[str, Any]:  # fmt: skip
+    """The content of ``results.json``: summary, cells, cell files and expert step counts.
+
+    ``previous`` (an earlier ``results.json`` of the run, or None) keeps what is no longer on
+    disk: cell files of removed folders and expert step counts measured before. With
+    ``measure``, the scripted expert is played on evaluated tasks whose count is unknown.
+    """
+    previous = previous or {}
+    files = {**previous.get("cell_files", {}), **read_cell_files(out, cells)}
+    keys = {_key(c.method, c.env, c.seed) for c in cells}
+    steps = difficulty.merge(difficulty.from_expert_cells(cells), previous.get("expert_steps", {}))
+    need = difficulty.missing(cells, steps)
+    if measure and need:
+        steps = difficulty.merge(steps, difficulty.measure_expert_steps(need))
+    return {
+        "earlyexp_version": __version__,
+        "config": config,
+        "summary": summary_rows(cells),
+        "cells": [c.to_json() for c in cells],
+        "cell_files": {k: v for k, v in files.items() if k in keys},
+        "expert_steps": steps,
+    }
+
+
+def _write(path: Path, text: str) -> None:
+    """Write ``text`` whole or not at all (a reader never sees half a file)."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def write_report(out: Path, cells: list[CellResult], cfg: Any) -> str:
+    """Write ``results.json``, the tables and the figures into ``out``; return the table."""
+    previous = _load(out / "results.json") if (out / "results.json").exists() else None
+    config = asdict(cfg) if is_dataclass(cfg) and not isinstance(cfg, type) else dict(cfg)
+    results = build_results(out, cells, config, previous)
+    _write(out / "results.json", json.dumps(results, indent=1))
+    render(out, results)
+    return markdown_table(results["summary"])
+
+
+def _load(path: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def report_run(run_dir: Path | str, *, measure: bool = True) -> list[Path]:
+    """Redraw every table and figure of a run folder from its ``results.json``.
+
+    A ``results.json`` written before it kept cell files and expert step counts is completed
+    first (from the cell folders when they are there; with ``measure``, by playing the
+    expert) and saved, so later reports need nothing else. Returns the files written.
+    """
+    run = Path(run_dir)
+    path = run / "results.json"
+    results = _load(path)
+    if results is None or not isinstance(results.get("cells"), list):
+        raise ValueError(
+            f"Expect a run folder with a results.json written by earlyexp bench, actually: "
+            f"{path} is {'missing' if not path.exists() else 'not one'}"
+        )
+    cells = _cells(results)
+    fresh = build_results(run, cells, results.get("config", {}), results, measure=measure)
+    if {k: fresh[k] for k in ("cell_files", "expert_steps")} != {
+        k: results.get(k) for k in ("cell_files", "expert_steps")
+    }:
+        _write(path, json.dumps({**results, **fresh}, indent=1))
+    return render(run, fresh)
+
+
+def _cells(results: dict[str, Any]) -> list[CellResult]:
+    from earlyexp.harness.bench import CellResult
+
+    return [CellResult.from_json(c) for c in results["cells"]]
+
+
+def curves_of(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """The learning curves in ``results`` (RL cells), with the tasks each point evaluated."""
+    out = []
+    for c in results["cells"]:
+        curve = results.get("cell_files", {}).get(_key_of(c), {}).get("curve")
+        if curve and curve.get("eval"):
+            out.append({"env": c["env"], "method": c["method"], "seed": c["seed"],
+                        "eval": curve["eval"], "n": c["config"].get("eval_subset")})  # fmt: skip
+    return out
+
+
+def _key_of(cell_json: dict[str, Any]) -> str:
+    return _key(cell_json["method"], cell_json["env"], cell_json["seed"])
+
+
+def render(out: Path, results: dict[str, Any]) -> list[Path]:
+    """Write the tables and figures of ``results`` (a ``results.json``) into ``out``; list them."""
+    cells = _cells(results)
+    rows = results["summary"]
+    config = results.get("config", {})
+    steps = results.get("expert_steps", {})
+    buckets = difficulty.breakdown(cells, steps)
+    spread = {
+        (c.env, split): difficulty.tasks_per_bucket(
+            steps, c.env, split, [r.task for r in c.episodes if r.split == split]
+        )
+        for c in cells
+        for split in ("test", "ood")
+    }
+    table = markdown_table(rows)
+    _write(out / "table.csv", csv_table(rows))
+    _write(out / "table.tex", latex_table(rows, f"earlyexp bench: profile {config.get('profile')}"))
+    _write(out / "difficulty.csv", difficulty_csv(buckets))
+    _write(out / "difficulty.tex", difficulty_latex(buckets))
+    seeds = sorted({c.seed for c in cells})
+    plots = _figures(out / "plots", rows, results, buckets, seeds)
+    wall, cpu = sum(c.seconds for c in cells), sum(c.cpu_seconds for c in cells)
+    note = (
+        ""
+        if figures.available()
+        else "\n\n(plots skipped: install the `report` extra for matplotlib)"
+    )
+    sections = [reflexion_section(results), difficulty_markdown(buckets, spread)]
+    _write(
+        out / "table.md",
+        f"# earlyexp bench: profile {config.get('profile')}\n\n"
+        "Success = the env's success flag; ID = the `test` panel, OOD = the `ood` panel; "
+        "intervals are Wilson 95%. `wall s`: seconds the row's cells took. "
+        "The same numbers: `table.csv`, `table.tex` (booktabs).\n\n"
+        + table
+        + "".join(f"\n\n{s}" for s in sections if s)
+        + f"\n\nCells: {duration(wall)} wall, {duration(cpu)} CPU of the bench process."
+        + note
+        + "\n",
+    )
+    tables = ("table.md", "table.csv", "table.tex", "difficulty.csv", "difficulty.tex")
+    return [out / name for name in tables] + plots
+
+
+def duration(seconds: float) -> str:
+    """``"42.0 s"`` under two minutes, else ``"3.5 min"`` (or hours past two)."""
+    if seconds < 120:
+        return f"{seconds:.1f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.2f} h"
+
+
+def _figures(
+    plots: Path, rows: list[dict[str, Any]], results: dict[str, Any],
+    buckets: list[difficulty.BucketRow], seeds: list[int],
+) -> list[Path]:  # fmt: skip
+    """Draw the run's figures and list their files; one that fails warns, the others are drawn."""
+    plots.mkdir(parents=True, exist_ok=True)
+    jobs: list[tuple[str, Callable[[], list[Path]]]] = [
+        ("success", lambda: figures.plot_success(rows, plots / "success.png", seeds)),
+        ("curves", lambda: figures.plot_curves(curves_of(results), plots / "curves.png")),
+        ("difficulty", lambda: figures.plot_difficulty(buckets, plots / "difficulty.png")),
+    ]
+    drawn: list[Path] = []
+    for name, job in jobs:
+        try:
+            drawn += job()
+        except Exception as err:  # a figure must not lose the tables of a finished run
+            warnings.warn(f"Figure {name} not drawn: {type(err).__name__}: {err}", RuntimeWarning,
+                          stacklevel=2)  # fmt: skip
+    return drawn
+
+
+def reflexion_section(results: dict[str, Any]) -> str:
+    """Markdown: Reflexion's success % after each trial, pooled over seeds ("" when none ran).
+
+    Read from the ``success_at_k.json`` each Reflexion cell writes (kept in ``results.json``);
+    the main table's row of such a cell is its success@k.
+    """
     solved: dict[tuple[str, str, str], list[list[float]]] = defaultdict(list)  # [n, wins@1..k]
     providers: set[str] = set()
-    for c in cells:
-        path = out / "cells" / cell_name(c.method, c.env, c.seed) / "success_at_k.json"
-        if c.status != "done" or not path.exists():
+    for c in results["cells"]:
+        data = results.get("cell_files", {}).get(_key_of(c), {}).get("success_at_k")
+        if c.get("status", "done") != "done" or not data:
             continue
-        data = json.loads(path.read_text())
         providers.add(data["provider"])
         for split, s in data["splits"].items():
-            solved[(c.env, c.method, split)].append([s["n"], *(x * s["n"] for x in s["success"])])
+            solved[(c["env"], c["method"], split)].append(
+                [s["n"], *(x * s["n"] for x in s["success"])]
+            )
     if not solved:
         return ""
     k = max(len(runs[0]) - 1 for runs in solved.values())
@@ -211,30 +339,5 @@ def reflexion_section(out: Path, cells: list[CellResult]) -> str:
         # a seed run with fewer trials keeps its last value (a solved task stays solved)
         wins = [sum(run[min(j, len(run) - 1)] for run in runs) for j in range(1, k + 1)]
         cols = " | ".join(f"{100 * w / max(n, 1):.1f}" for w in wins)
-        lines.append(f"| {env.removeprefix('EarlyExp/')} | {method} | {split} | {n:.0f} | {cols} |")
-    return "\n\n" + "\n".join(lines)
-
-
-def write_report(out: Path, cells: list[CellResult], cfg: Any) -> str:
-    """Write results.json, table.md and plots/success.png into ``out``; return the table."""
-    rows = summary_rows(cells)
-    table = markdown_table(rows)
-    (out / "plots").mkdir(exist_ok=True)
-    plotted = plot_success(rows, out / "plots" / "success.png")
-    plot_curves(out)
-    results = {"config": asdict(cfg), "summary": rows, "cells": [c.to_json() for c in cells]}
-    (out / "results.json").write_text(json.dumps(results, indent=1))
-    note = "" if plotted else "\n\n(plots skipped: install the `report` extra for matplotlib)"
-    wall = sum(c.seconds for c in cells)
-    cpu = sum(c.cpu_seconds for c in cells)
-    (out / "table.md").write_text(
-        f"# earlyexp bench: profile {cfg.profile}\n\n"
-        "Success = the env's success flag; ID = the `test` panel, OOD = the `ood` panel; "
-        "intervals are Wilson 95%. `wall s`: seconds the row's cells took.\n\n"
-        + table
-        + reflexion_section(out, cells)
-        + f"\n\nCells: {wall / 60:.1f} min wall, {cpu / 60:.1f} min CPU of the bench process."
-        + note
-        + "\n"
-    )
-    return table
+        lines.append(f"| {short_env(env)} | {method} | {split} | {n:.0f} | {cols} |")
+    return "\n".join(lines)
