@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
-from dataclasses import dataclass
 
 from earlyexp.agents.config import add_dataclass_args, from_args
 
@@ -13,22 +12,6 @@ SITES = {
     "webshop": "earlyexp.envs.webshop.site",
     "flights": "earlyexp.envs.flights.site",
 }
-
-
-@dataclass
-class PlayConfig:
-    """Arguments of ``earlyexp play``."""
-
-    policy: str = "human"
-    """Who acts: human (type actions at the prompt), expert or random."""
-    episodes: int = 1
-    """Episodes to play."""
-    split: str = "test"
-    """Panel: train (procedural stream), test or ood."""
-    task: int = -1
-    """Panel index (-1: drawn from the seed)."""
-    seed: int = 0
-    """Seed of the first episode."""
 
 
 def cmd_envs(args: argparse.Namespace) -> int:
@@ -52,55 +35,11 @@ def cmd_envs(args: argparse.Namespace) -> int:
     return 0
 
 
-def _choose(policy: str, env, info: dict, rng) -> str | None:
-    if policy == "expert":
-        return env.unwrapped.expert_action()
-    if policy == "random":
-        from earlyexp.agents.backends.scripted import random_action
-
-        return random_action(info["available_actions"], rng)
-    try:
-        return input("action> ")
-    except EOFError:
-        return None
-
-
 def cmd_play(args: argparse.Namespace) -> int:
     """Play episodes in the terminal (a person, the expert or a random policy)."""
-    import gymnasium as gym
-    import numpy as np
+    from earlyexp.harness.play import PlayConfig, env_kwargs, play
 
-    import earlyexp.envs  # noqa: F401
-    from earlyexp.envs.core import text_env
-
-    cfg = from_args(PlayConfig, args)
-    if cfg.policy not in ("human", "expert", "random"):
-        raise ValueError(f"Expect --policy human, expert or random, actually: {cfg.policy!r}")
-    env = gym.make(args.env_id)
-    rng = np.random.default_rng(cfg.seed)
-    if cfg.policy == "human":
-        print(text_env(env).action_help())
-    wins = 0
-    for ep in range(cfg.episodes):
-        options = {"split": cfg.split, "task": cfg.task if cfg.task >= 0 else None}
-        obs, info = env.reset(seed=cfg.seed + ep, options=options)
-        print(f"\n=== episode {ep + 1}: {info['task']}\n{obs}")
-        done = False
-        while not done:
-            action = _choose(cfg.policy, env, info, rng)
-            if action is None:
-                env.close()
-                return 0
-            obs, reward, term, trunc, info = env.step(action)
-            print(f"\n> {action}\n{obs}")
-            done = term or trunc
-        wins += info["success"]
-        print(f"--- score {info['score']:.3f}, success {info['success']}")
-        for item in info["rubric"]:
-            print(f"    [{'x' if item['met'] else ' '}] {item['criterion']}")
-    print(f"\n{wins}/{cfg.episodes} episodes succeeded")
-    env.close()
-    return 0
+    return play(args.env_id, from_args(PlayConfig, args), env_kwargs(args.env_arg))
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
@@ -170,6 +109,18 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return int(module.main(args.rest))
 
 
+def add_env_arg(parser: argparse.ArgumentParser) -> None:
+    """``--env-arg KEY=VALUE`` (repeatable): constructor options of the env."""
+    parser.add_argument(
+        "--env-arg",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a constructor option of the env, e.g. symbols=legend or "
+        "observation_mode=text_rich (repeat for several; values are Python literals or text)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``earlyexp`` argument parser."""
     p = argparse.ArgumentParser(prog="earlyexp", description=__doc__)
@@ -178,9 +129,15 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("ids", nargs="*", help="only these ids")
     e.add_argument("--no-hash", action="store_true", help="skip the panel hashes (faster)")
     e.set_defaults(fn=cmd_envs)
-    pl = sub.add_parser("play", help="play an env in the terminal")
+    from earlyexp.harness.play import PlayConfig
+
+    pl = sub.add_parser(
+        "play",
+        help="play an env in the terminal (:help, :hint, :quit; arrow keys on control envs)",
+    )
     pl.add_argument("env_id", help="e.g. EarlyExp/FrozenLake-v0")
     add_dataclass_args(pl, PlayConfig)
+    add_env_arg(pl)
     pl.set_defaults(fn=cmd_play)
     from earlyexp.harness.bench import BenchConfig
 
