@@ -101,6 +101,28 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_eval(args: argparse.Namespace) -> int:
+    """Grade one policy on one panel and write the grading JSON, or check such a file."""
+    from earlyexp.harness.grading import EvalConfig, check, default_out, grade, salt_of
+    from earlyexp.harness.play import env_kwargs
+
+    cfg = from_args(EvalConfig, args)
+    if cfg.check:
+        ok, lines = check(cfg.check, salt_of(cfg))
+        print("\n".join(lines))
+        return 0 if ok else 1
+    record = grade(cfg, env_kwargs(args.env_arg))
+    s, panel = record["summary"], record["panel"]
+    kind = "salted (private)" if panel["salted"] else "public"
+    print(
+        f"{cfg.env} {cfg.split}, {kind} panel {panel['hash']}: success {100 * s['success']:.1f}% "
+        f"[{100 * s['ci_low']:.1f}, {100 * s['ci_high']:.1f}] over {s['n']} tasks, mean score "
+        f"{s['score']:.3f}; policy errors: {record['policy_errors']['count']}"
+    )
+    print(f"grading file: {cfg.out or default_out(cfg)} (check it with earlyexp eval --check FILE)")
+    return 0
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     """Serve a web site of the suite on 127.0.0.1."""
     if args.site not in SITES:
@@ -149,6 +171,16 @@ def build_parser() -> argparse.ArgumentParser:
     a = sub.add_parser("ablate", help="sweep one method config field (e.g. iwm K) and plot success")
     add_dataclass_args(a, AblationConfig)
     a.set_defaults(fn=cmd_ablate)
+    from earlyexp.harness.grading import EvalConfig
+
+    ev = sub.add_parser(
+        "eval",
+        help="grade one policy on one panel (course assignments; --panel-salt for a private "
+        "panel) and write a grading JSON, or --check one",
+    )
+    add_dataclass_args(ev, EvalConfig)
+    add_env_arg(ev)
+    ev.set_defaults(fn=cmd_eval)
     r = sub.add_parser(
         "report",
         help="redraw a run's tables (md, csv, tex) and figures (png, pdf) from its results.json",

@@ -3,23 +3,58 @@
 Task ``i`` of split ``s`` of a family is generated from a seed derived only from
 ``(family, s, i)`` with SHA-256, so a panel is the same in every process, on every machine
 and for any number of workers. A panel's hash is the SHA-256 of its tasks' canonical JSON.
+
+Private panels (course assignments): inside :func:`salted_panels`, the seeds of the fixed
+splits (``test``, ``ood``) are an HMAC-SHA256 of ``(family, s, i)`` keyed by an instructor's
+secret, so the panels are other fixed draws from the same task distribution, and their hashes
+differ from the public ones without telling the secret. The train stream never changes.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
 
 from earlyexp.envs.core.types import SPLITS
 
+_SALT: bytes | None = None
+"""The salt of the fixed panels in this process (None: the public panels); see salted_panels."""
+
+
+@contextmanager
+def salted_panels(salt: str | None) -> Iterator[None]:
+    """Within the block, the ``test`` and ``ood`` panels of every env come from ``salt``.
+
+    ``salt`` is an instructor's secret (None or ``""``: the public panels). Envs made or reset
+    in this process inside the block (threads included; not Ray workers) draw their fixed
+    panel tasks, and hash their panels, from it; the train stream is unchanged.
+    """
+    global _SALT
+    saved, _SALT = _SALT, (salt.encode() if salt else None)
+    try:
+        yield
+    finally:
+        _SALT = saved
+
+
+def panels_salted() -> bool:
+    """Whether the fixed panels of this process are salted now (inside :func:`salted_panels`)."""
+    return _SALT is not None
+
 
 def task_seed(family: str, split: str, index: int) -> int:
     """Return the 64-bit seed of task ``index`` of ``split`` in ``family``."""
-    digest = hashlib.sha256(f"{family}/{split}/{index}".encode()).digest()
+    key = f"{family}/{split}/{index}".encode()
+    if _SALT is not None and split != "train":
+        digest = hmac.new(_SALT, key, hashlib.sha256).digest()
+    else:
+        digest = hashlib.sha256(key).digest()
     return int.from_bytes(digest[:8], "little")
 
 
