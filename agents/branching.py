@@ -150,7 +150,8 @@ def collect_expert_states(
     from earlyexp.agents.backends.scripted import ExpertPolicy
 
     engine = RolloutEngine(ExpertPolicy(), prompt, pool=pool)
-    return engine.run(env_id, train_specs(episodes, seed), num_envs, snapshots=True)
+    desc = f"expert states ({env_id.removeprefix('EarlyExp/')})"
+    return engine.run(env_id, train_specs(episodes, seed), num_envs, snapshots=True, progress=desc)
 
 
 def states_of(trajs: Sequence[Trajectory], window: int, max_steps: int = 0) -> list[tuple]:
@@ -251,7 +252,7 @@ def branch(
         requests.append(BranchRequest(i % num_envs, traj.snapshots[t], (step.action or "", *alts)))
     pool = make_pool(env_id, min(num_envs, max(len(requests), 1)), pool_config)
     try:
-        results = pool.branch(requests) if requests else []
+        results = _branch_all(pool, requests, num_envs)
     finally:
         pool.close()
     out = []
@@ -266,6 +267,19 @@ def branch(
         stats.samples += len(kept)
         out.append(ExpertState(traj, t, messages, outcomes[0], kept))
     return out, stats
+
+
+def _branch_all(pool: Any, requests: list[BranchRequest], num_envs: int) -> list[Any]:
+    """``pool.branch`` over ``requests`` in chunks, with a bar of the states branched."""
+    from earlyexp.progress import bar
+
+    chunk = max(64, 16 * num_envs)
+    results: list[Any] = []
+    with bar(total=len(requests), desc="branching K alternatives", unit="state") as shown:
+        for start in range(0, len(requests), chunk):
+            results += pool.branch(requests[start : start + chunk])
+            shown.update(min(chunk, len(requests) - start))
+    return results
 
 
 def _outcome(action: str, view: Any) -> Outcome:

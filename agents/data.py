@@ -44,7 +44,8 @@ def collect_expert(
 ) -> list[Trajectory]:
     """Play ``episodes`` train episodes of ``env_id`` with the expert (text trajectories)."""
     engine = RolloutEngine(ExpertPolicy(), prompt, pool=pool)
-    return engine.run(env_id, train_specs(episodes, seed), num_envs)
+    desc = f"expert demonstrations ({env_id.removeprefix('EarlyExp/')})"
+    return engine.run(env_id, train_specs(episodes, seed), num_envs, progress=desc)
 
 
 def step_messages(traj: Trajectory, window: int) -> list[list[Message]]:

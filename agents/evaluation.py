@@ -85,7 +85,8 @@ def play_panels(
     out = []
     for split in splits:
         count = min(n, panel_size(env_id, split))
-        trajs = engine.run(env_id, [EpisodeSpec(split, i, seed) for i in range(count)], num_envs)
+        specs = [EpisodeSpec(split, i, seed) for i in range(count)]
+        trajs = engine.run(env_id, specs, num_envs, progress=f"eval {split}")
         if run_dir is not None:
             write_jsonl(trajs, Path(run_dir) / f"trajectories_{split}.jsonl")
         out += trajs
@@ -148,5 +149,5 @@ def evaluate(
     engine = RolloutEngine(as_policy(policy), prompt, sampling, PoolConfig(workers))
     count = min(n, panel_size(env_id, split))
     specs = [EpisodeSpec(split, i, seed) for i in range(count)]
-    trajs = engine.run(env_id, specs, num_envs, **(env_kwargs or {}))
+    trajs = engine.run(env_id, specs, num_envs, progress=f"{split} panel", **(env_kwargs or {}))
     return EvalResult([to_record(t) for t in trajs], trajs)

@@ -51,6 +51,7 @@ from earlyexp.agents.prompting import (
     system_prompt,
     user_message,
 )
+from earlyexp.progress import bar
 
 
 @dataclass(frozen=True)
@@ -259,11 +260,14 @@ class RolloutEngine:
         episodes: Sequence[EpisodeSpec],
         num_envs: int = 8,
         snapshots: bool = False,
+        *,
+        progress: str | None = None,
         **env_kwargs: Any,
     ) -> list[Trajectory]:
         """Play ``episodes`` (in order of the returned list) with ``num_envs`` env slots.
 
         ``snapshots=True`` records an env snapshot at every state (``Trajectory.snapshots``).
+        ``progress``: show a bar of finished episodes with this description (None: no bar).
         """
         if num_envs < 1:
             raise ValueError(f"Expect num_envs >= 1, actually: {num_envs}")
@@ -276,6 +280,7 @@ class RolloutEngine:
         slots = [_Slot(i) for i in range(n)]
         queue = deque(enumerate(episodes))
         results: dict[int, Trajectory] = {}
+        done = bar(total=len(episodes), desc=progress, unit="episode") if progress else None
         try:
             self._start(pool, slots, env_id, queue)
             while active := [s for s in slots if s.traj is not None]:
@@ -287,9 +292,13 @@ class RolloutEngine:
                 ended = [s for s, v in zip(active, views, strict=True) if self._observe(s, v)]
                 for s in ended:
                     results[s.index] = s.traj  # type: ignore[assignment]
+                if done is not None and ended:
+                    done.update(len(ended))
                 self._start(pool, ended, env_id, queue)
         finally:
             pool.close()
+            if done is not None:
+                done.close()
         self.stats.total_s += time.perf_counter() - start
         return [results[i] for i in range(len(episodes))]
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
+import warnings
 
 from earlyexp.agents.config import add_dataclass_args, from_args
 
@@ -146,6 +148,12 @@ def add_env_arg(parser: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     """The ``earlyexp`` argument parser."""
     p = argparse.ArgumentParser(prog="earlyexp", description=__doc__)
+    p.add_argument(
+        "--warnings",
+        action="store_true",
+        help="show other libraries' warnings and progress bars (quiet by default; also "
+        "EARLYEXP_WARNINGS=1 or python -W); EARLYEXP_PROGRESS=0 hides earlyexp's own bars",
+    )
     sub = p.add_subparsers(dest="command", required=True)
     e = sub.add_parser("envs", help="list env ids, splits, panel sizes and hashes")
     e.add_argument("ids", nargs="*", help="only these ids")
@@ -200,9 +208,42 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+THIRD_PARTY = (
+    r"(transformers|torch|tokenizers|peft|accelerate|huggingface_hub|safetensors|"
+    r"stable_baselines3|gymnasium|pettingzoo|ray|tantivy|matplotlib|numpy)(\.|$)"
+)
+"""Modules whose warnings the command keeps quiet (``--warnings`` shows them)."""
+
+
+def quiet_third_party() -> None:
+    """Silence other libraries' warnings, advisory logs and progress bars (ours stay on).
+
+    Deprecation and future warnings, anything warned from :data:`THIRD_PARTY` modules,
+    gymnasium's ``WARN:`` lines, transformers' advisory logging and the Hugging Face
+    progress bars (``Writing model shards``). Warnings of earlyexp itself (an unreadable cell
+    file, a figure not drawn) are kept.
+    """
+    for name, value in (("TRANSFORMERS_VERBOSITY", "error"),
+                        ("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1"),
+                        ("HF_HUB_DISABLE_PROGRESS_BARS", "1"),
+                        ("TOKENIZERS_PARALLELISM", "false")):  # fmt: skip
+        os.environ.setdefault(name, value)  # read when those libraries are imported
+    for category in (DeprecationWarning, FutureWarning):
+        warnings.filterwarnings("ignore", category=category)
+    warnings.filterwarnings("ignore", module=THIRD_PARTY)
+    warnings.filterwarnings("ignore", message=r"(\x1b\[\d+m)?WARN: ")  # gymnasium.logger.warn
+    if "transformers" in sys.modules:  # imported already: set it directly
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.set_verbosity_error()
+        hf_logging.disable_progress_bar()
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``earlyexp`` console script."""
     args = build_parser().parse_args(argv)
+    if not (args.warnings or sys.warnoptions or os.environ.get("EARLYEXP_WARNINGS")):
+        quiet_third_party()
     try:
         return int(args.fn(args))
     except ValueError as e:

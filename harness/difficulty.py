@@ -89,16 +89,14 @@ def measure_expert_steps(need: dict[tuple[str, str], int]) -> ExpertSteps:
     An env that cannot be played here (FlightBooking without Chromium) gives a warning and no
     counts; the breakdown then leaves that env out.
     """
-    from tqdm.auto import tqdm
-
     from earlyexp.agents.backends.scripted import ExpertPolicy
     from earlyexp.agents.evaluation import evaluate
+    from earlyexp.progress import bar
 
     out: ExpertSteps = {}
-    for (env_id, split), n in tqdm(
-        sorted(need.items()), desc="expert steps (difficulty breakdown)", unit="panel",
-        disable=not need,
-    ):  # fmt: skip
+    for (env_id, split), n in bar(
+        sorted(need.items()), desc="expert steps for the difficulty breakdown", unit="panel"
+    ):
         try:
             result = evaluate(env_id, ExpertPolicy(), split=split, n=n)
         except Exception as err:  # a missing browser or extra must not lose the report

@@ -40,6 +40,7 @@ from earlyexp.agents.prompting import (
     system_prompt,
     user_message,
 )
+from earlyexp.progress import bar, building
 
 CORPUS_VERSION = 2
 SPECIAL_TOKENS = ["<|pad|>", "<|end|>", "<|system|>", "<|user|>", "<|assistant|>"]
@@ -141,8 +142,11 @@ def tiny_checkpoint(spec: TinySpec | str = "tiny") -> Path:
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+    what = (f"the tiny model {name!r} (a BPE tokenizer on the envs' text, then a "
+            f"{spec.num_layers}-layer transformer) in {target.parent}")  # fmt: skip
     try:
-        build_tiny(spec, tmp)
+        with building(what, "20-40 s on 2 CPU cores"):
+            build_tiny(spec, tmp)
         try:
             os.replace(tmp, target)  # atomic; fails if another process got there first
         except OSError:
@@ -234,7 +238,7 @@ def corpus(env_ids: Sequence[str], episodes: int, seed: int) -> Iterator[str]:
         env = gym.make(env_id)
         rng = np.random.default_rng(seed)
         try:
-            for ep in range(episodes):
+            for ep in bar(range(episodes), desc=f"tokenizer corpus ({env_id})", unit="episode"):
                 obs, info = env.reset(seed=seed + ep, options={"split": "train"})
                 yield system_prompt(info["task"], env.unwrapped.action_help())  # type: ignore[attr-defined]
                 yield from _episode_text(env, obs, info, rng, config)

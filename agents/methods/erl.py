@@ -62,6 +62,7 @@ from earlyexp.agents.methods.grpo import (
     finish_rl,
     group_rewards,
     iteration_specs,
+    iterations,
     pick_mode,
     start_checkpoint,
 )
@@ -617,7 +618,7 @@ def _erl(
                 "internalize")}  # fmt: skip
     stats = ERLStats.resume(run_dir / STATS_FILE, ctx.reflector.name, settings, start)
     m = stats.memory
-    for it in range(start, config.iterations):
+    for it in iterations(start, config, "erl"):
         curve_point(curve, it, policy, env_id, config, seed, prompt, pool)
         rd = erl_round(it, ctx, m)
         data = training_set(rd, config, policy.encoder)

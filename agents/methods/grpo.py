@@ -269,7 +269,7 @@ def _grpo(
     policy = HFPolicy(net, tokenizer, batch_size=max(config.batch_size, 64))
     start = updater.trainer.done // config.updates_per_iter
     curve = Curve(run_dir / "curve.json", start)
-    for it in range(start, config.iterations):
+    for it in iterations(start, config, "grpo"):
         curve_point(curve, it, policy, env_id, config, seed, prompt, pool)
         sampling = SamplingParams(max_new_tokens=config.max_new_tokens, top_p=config.top_p,
                                   temperature=config.sample_temperature, seed=seed * 7_919 + it)  # fmt: skip
@@ -280,6 +280,14 @@ def _grpo(
         m = updater.update(trajs, A, pick_mode(config.mode, trajs, prompt.window))
         curve.step(it, r, m, sum(t.tokens for t in trajs), len(trajs))
     return finish_rl(curve, policy, env_id, config, seed, run_dir, prompt, pool)
+
+
+def iterations(start: int, config: GRPOConfig, method: str) -> Any:
+    """``range(start, config.iterations)`` with a bar of the RL iterations done (resumes count)."""
+    from earlyexp.progress import bar
+
+    return bar(range(start, config.iterations), initial=start, total=config.iterations,
+               desc=f"{method} iterations", unit="iter")  # fmt: skip
 
 
 def curve_point(

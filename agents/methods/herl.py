@@ -58,6 +58,7 @@ from earlyexp.agents.methods.grpo import (
     finish_rl,
     group_rewards,
     iteration_specs,
+    iterations,
     pick_mode,
     start_checkpoint,
 )
@@ -413,7 +414,7 @@ def _herl(
     curve = Curve(run_dir / "curve.json", start)
     stats = HeRLStats.resume(run_dir / STATS_FILE, reflector.name, start)
     try:
-        for it in range(start, config.iterations):
+        for it in iterations(start, config, "herl"):
             curve_point(curve, it, policy, env_id, config, seed, prompt, pool)
             step = herl_iteration(it, policy, reflector, env_id, config, seed, prompt, pool)
             mode = pick_mode(config.mode, step.trajs, prompt.window)

@@ -165,7 +165,8 @@ def play_trials(
         open_tasks = [t for t in tasks if not t.solved]
         if not open_tasks:
             break
-        trajs = engine.run(env_id, [t.next_spec() for t in open_tasks], num_envs)
+        desc = f"reflexion trial {trial}/{k}"
+        trajs = engine.run(env_id, [t.next_spec() for t in open_tasks], num_envs, progress=desc)
         for t, traj in zip(open_tasks, trajs, strict=True):
             t.trials.append(traj)
         failed = [t for t in open_tasks if not t.solved]

@@ -30,7 +30,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tqdm.auto import tqdm
+
+from earlyexp.progress import bar
 
 LossFn = Callable[[Any, Any], tuple[Any, dict[str, float]]]
 """``loss_fn(model, batch) -> (scalar loss tensor, metrics)``."""
@@ -190,19 +191,12 @@ class Trainer:
         """Run the steps not done yet; ``batch_at(k)`` builds micro-batch k. Return the log."""
         A, total = self.config.grad_accum, self.config.steps
         self.model.train()
-        bar = tqdm(
-            range(self.done, total),
-            initial=self.done,
-            total=total,
-            desc=self.desc,
-            unit="step",
-            leave=False,
-            mininterval=2,
-        )
-        for step in bar:
+        shown = bar(range(self.done, total), initial=self.done, total=total, desc=self.desc,
+                    unit="step")  # fmt: skip
+        for step in shown:
             self.step([batch_at(step * A + j) for j in range(A)])
             if self.log and self.log[-1]["step"] == step:
-                bar.set_postfix(loss=f"{self.log[-1]['loss']:.3f}")
+                shown.set_postfix(loss=f"{self.log[-1]['loss']:.3f}", refresh=False)
         self.model.eval()
         return self.log
 

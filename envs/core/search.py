@@ -173,6 +173,8 @@ class BM25Index:
         heap_bytes: int = HEAP_BYTES,
         stopwords: bool = False,
         partition_of: Callable[[int], int] | None = None,
+        progress: str | None = None,
+        total: int | None = None,
     ) -> BM25Index:
         """Index ``(id, {field: text})`` pairs; write to ``path`` when given.
 
@@ -182,6 +184,7 @@ class BM25Index:
         ``en_stem_stop`` analyzer (see the module docstring). ``partition_of`` maps a document
         id to its partition (a small non-negative int) and makes a partitioned index (one text
         field); the documents must then come grouped by partition, in ascending order.
+        ``progress``: show a bar with this description (``total``: the documents expected).
         """
         if partition_of is not None and len(fields) != 1:
             raise ValueError(f"Expect one text field in a partitioned index, actually: {fields}")
@@ -193,6 +196,10 @@ class BM25Index:
             index = tantivy.Index(schema)
         writer = _register(index).writer(heap_size=heap_bytes, num_threads=1)
         counts: list[int] = []
+        if progress:
+            from earlyexp.progress import bar
+
+            docs = bar(docs, desc=progress, total=total, unit="doc")
         for doc_id, doc in docs:
             values: dict = {f: doc.get(f, "") for f in fields}
             if partition_of is not None:

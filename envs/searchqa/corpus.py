@@ -18,6 +18,7 @@ from pathlib import Path
 
 from earlyexp.envs.core.search import BM25Index
 from earlyexp.envs.searchqa.world import Passage, World, generate_world
+from earlyexp.progress import building
 
 FORMAT = "v3"
 """Bump when world generation, passage rendering or the index layout changes (invalidates
@@ -67,7 +68,9 @@ def _open_or_build(world: World, folder: Path) -> BM25Index:
         pass
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=folder.name + ".tmp-", dir=folder.parent))
-    BM25Index.build(_docs(world), path=tmp)
+    n = len(world.passages)
+    with building(f"the SearchQA BM25 index ({n:,} passages)", "about 1 s per 100k passages"):
+        BM25Index.build(_docs(world), path=tmp, progress="SearchQA index", total=n)
     try:
         tmp.rename(folder)
     except OSError:  # another process won the race: use its index

@@ -128,4 +128,6 @@ def test_grpo_cell_from_an_il_checkpoint_writes_its_learning_curve(
     assert [e["iteration"] for e in curve["eval"]] == [0, 1, 2]
     assert len(curve["train"]) == 2 and curve["train"][0]["samples"] == 4
     assert "grpo+il" in (out / "table.md").read_text()
-    assert (out / "plots" / "curve_grpo+il__EarlyExp_FrozenLake-v0__s0.png").stat().st_size > 1000
+    assert (out / "plots" / "curves.png").stat().st_size > 1000  # every RL row in one figure
+    kept = json.loads((out / "results.json").read_text())["cell_files"]
+    assert kept["grpo+il__EarlyExp_FrozenLake-v0__s0"]["curve"] == curve
