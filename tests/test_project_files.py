@@ -24,7 +24,7 @@ SOURCES = sorted(
     if p.suffix in (".py", ".md") and "__pycache__" not in p.parts
 ) + ["README.md", "Makefile", "setup.py", "pyproject.toml"]
 TO_CREATE = {"agents/methods/mine.py"}  # the README tells the reader to write it
-PENDING = {"envs/core/base.py": "its docstring cites shared/DESIGN.md (fix with that file's owner)"}
+PENDING: dict[str, str] = {}  # source -> why its reference is not fixed yet (xfail)
 
 
 def test_license_is_the_mit_text_pyproject_declares():

@@ -1,4 +1,4 @@
-"""The shared mechanics of every earlyexp text env (shared/DESIGN.md section 2).
+"""The shared mechanics of every earlyexp text env (the README, "The environment contract").
 
 A subclass supplies the task (how to make one, score it and solve it) and the world (how an
 action changes the state, how the state reads as text). :class:`TextEnv` owns the rest:
