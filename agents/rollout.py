@@ -438,7 +438,8 @@ def self_play(
     missing = sorted(set(tables[0].env.possible_agents) - set(engines))
     if missing:
         raise ValueError(f"Expect a policy for every agent, actually none for {missing}")
-    queue, results = deque(enumerate(episodes)), {}
+    queue = deque(enumerate(episodes))
+    results: dict[int, dict[str, Trajectory]] = {}
     try:
         for t in tables:
             _seat(t, queue, engines)
@@ -457,7 +458,7 @@ def self_play(
                     t.pending.add(a)
             for t in active:
                 if _advance(t, engines):
-                    results[t.index] = {a: s.traj for a, s in t.seats.items()}
+                    results[t.index] = {a: s.traj for a, s in t.seats.items()}  # type: ignore[misc]
                     _seat(t, queue, engines)
     finally:
         for t in tables:

@@ -126,7 +126,7 @@ class BargainAECEnv(AECEnv[str, str, str]):
     * v0: initial version.
     """
 
-    metadata = {  # noqa: RUF012
+    metadata: dict[str, Any] = {  # noqa: RUF012
         "name": "bargain_v0",
         "render_modes": ["ansi", "human"],
         "is_parallelizable": False,  # turn-based: parallel_env() is turn_based_aec_to_parallel
@@ -268,7 +268,7 @@ class BargainAECEnv(AECEnv[str, str, str]):
             self.task, self.task_index, self.split, self.game, tuple(self.agents),
             self.agent_selection, dict(self.rewards), dict(self._cumulative_rewards),
             dict(self.terminations), dict(self.truncations),
-            {a: dict(i) for a, i in self.infos.items()},  # type: ignore[misc]
+            {a: dict(i) for a, i in self.infos.items()},
         )  # fmt: skip
 
     def restore(self, snap: AECSnapshot) -> None:
@@ -281,4 +281,4 @@ class BargainAECEnv(AECEnv[str, str, str]):
         self.agents, self.agent_selection = list(snap.agents), snap.agent_selection
         self.rewards, self._cumulative_rewards = dict(snap.rewards), dict(snap.cumulative)
         self.terminations, self.truncations = dict(snap.terminations), dict(snap.truncations)
-        self.infos = {a: dict(i) for a, i in snap.infos.items()}  # type: ignore[misc]
+        self.infos = {a: dict(i) for a, i in snap.infos.items()}
