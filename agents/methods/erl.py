@@ -50,11 +50,9 @@ from earlyexp.agents import reflect
 from earlyexp.agents.chat import ChatEncoder, Segment
 from earlyexp.agents.methods import register
 from earlyexp.agents.methods.common import (
-    prompt_config,
     torch_threads,
 )
 from earlyexp.agents.methods.grpo import (
-    Curve,
     GRPOConfig,
     PolicyUpdater,
     advantages,
@@ -64,6 +62,7 @@ from earlyexp.agents.methods.grpo import (
     iteration_specs,
     iterations,
     pick_mode,
+    rl_start,
     start_checkpoint,
 )
 from earlyexp.agents.methods.reflexion import task_of
@@ -601,18 +600,15 @@ def _erl(
     env_id: str, seed: int, config: ERLConfig, run_dir: Path, device: str, model: str,
     path: Path, pool: Any,
 ) -> list[EpisodeRecord]:  # fmt: skip
-    from earlyexp.agents.backends.hf import HFPolicy, load_model
+    from earlyexp.agents.backends.hf import HFPolicy
 
-    prompt = prompt_config(config, model)
-    net, tokenizer = load_model(path, device, training=True)
-    net.eval()
-    updater = ERLUpdater(net, tokenizer, config, seed, run_dir / "train_state")
-    policy = HFPolicy(net, tokenizer, batch_size=max(config.batch_size, 64))
-    writer = HFPolicy(net, tokenizer, batch_size=8)  # long prompts: small generation batches
+    prompt, policy, updater, curve, start = rl_start(
+        ERLUpdater, config, model, path, device, seed, run_dir
+    )
+    # long prompts: small generation batches
+    writer = HFPolicy(policy.model, policy.tokenizer, batch_size=8)
     ctx = ERLRun(env_id, seed, config, prompt, policy, make_erl_reflector(config, writer, seed),
                  pool)  # fmt: skip
-    start = updater.trainer.done // config.updates_per_iter
-    curve = Curve(run_dir / "curve.json", start)
     settings = {k: getattr(config, k) for k in ("reflection", "memory", "tau", "G",
                 "second_per_reflection", "train_first", "train_second", "train_reflection",
                 "internalize")}  # fmt: skip

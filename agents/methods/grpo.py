@@ -29,7 +29,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from earlyexp.agents.methods import register
 from earlyexp.agents.methods.common import (
@@ -258,17 +258,12 @@ def _grpo(
     env_id: str, seed: int, config: GRPOConfig, run_dir: Path, device: str, model: str,
     path: Path, pool: Any,
 ) -> list[EpisodeRecord]:  # fmt: skip
-    from earlyexp.agents.backends.hf import HFPolicy, load_model
     from earlyexp.agents.policy import SamplingParams
     from earlyexp.agents.rollout import RolloutEngine
 
-    prompt = prompt_config(config, model)
-    net, tokenizer = load_model(path, device, training=True)
-    net.eval()
-    updater = PolicyUpdater(net, tokenizer, config, seed, run_dir / "train_state")
-    policy = HFPolicy(net, tokenizer, batch_size=max(config.batch_size, 64))
-    start = updater.trainer.done // config.updates_per_iter
-    curve = Curve(run_dir / "curve.json", start)
+    prompt, policy, updater, curve, start = rl_start(
+        PolicyUpdater, config, model, path, device, seed, run_dir
+    )
     for it in iterations(start, config, "grpo"):
         curve_point(curve, it, policy, env_id, config, seed, prompt, pool)
         sampling = SamplingParams(max_new_tokens=config.max_new_tokens, top_p=config.top_p,
@@ -288,6 +283,36 @@ def iterations(start: int, config: GRPOConfig, method: str) -> Any:
 
     return bar(range(start, config.iterations), initial=start, total=config.iterations,
                desc=f"{method} iterations", unit="iter")  # fmt: skip
+
+
+class RLStart(NamedTuple):
+    """What an RL cell starts from.
+
+    The prompt settings, the policy on the net being trained, its updater, the learning curve,
+    and the first iteration to run (a later one on a resume).
+    """
+
+    prompt: Any
+    policy: Any
+    updater: PolicyUpdater
+    curve: Curve
+    start: int
+
+
+def rl_start(
+    updater_cls: type[PolicyUpdater], config: GRPOConfig, model: str, path: Path, device: str,
+    seed: int, run_dir: Path,
+) -> RLStart:  # fmt: skip
+    """Load the start checkpoint for training and resume the updater and the curve."""
+    from earlyexp.agents.backends.hf import HFPolicy, load_model
+
+    net, tokenizer = load_model(path, device, training=True)
+    net.eval()
+    updater = updater_cls(net, tokenizer, config, seed, run_dir / "train_state")
+    policy = HFPolicy(net, tokenizer, batch_size=max(config.batch_size, 64))
+    start = updater.trainer.done // config.updates_per_iter
+    return RLStart(prompt_config(config, model), policy, updater,
+                   Curve(run_dir / "curve.json", start), start)  # fmt: skip
 
 
 def curve_point(

@@ -46,11 +46,9 @@ from typing import Any
 from earlyexp.agents.methods import register
 from earlyexp.agents.methods.common import (
     close_policy,
-    prompt_config,
     torch_threads,
 )
 from earlyexp.agents.methods.grpo import (
-    Curve,
     GRPOConfig,
     PolicyUpdater,
     advantages,
@@ -60,6 +58,7 @@ from earlyexp.agents.methods.grpo import (
     iteration_specs,
     iterations,
     pick_mode,
+    rl_start,
     start_checkpoint,
 )
 from earlyexp.agents.methods.reflexion import REFLECTORS, attempt_request
@@ -401,17 +400,12 @@ def _herl(
     env_id: str, seed: int, config: HeRLConfig, run_dir: Path, device: str, model: str,
     path: Path, pool: Any,
 ) -> list[EpisodeRecord]:  # fmt: skip
-    from earlyexp.agents.backends.hf import HFPolicy, load_model
     from earlyexp.agents.reflect import make_reflector
 
-    prompt = prompt_config(config, model)
-    net, tokenizer = load_model(path, device, training=True)
-    net.eval()
-    updater = HeRLUpdater(net, tokenizer, config, seed, run_dir / "train_state")
-    policy = HFPolicy(net, tokenizer, batch_size=max(config.batch_size, 64))
+    prompt, policy, updater, curve, start = rl_start(
+        HeRLUpdater, config, model, path, device, seed, run_dir
+    )
     reflector = make_reflector(config.reflector, policy=policy, url=config.reflector_url or None)
-    start = updater.trainer.done // config.updates_per_iter
-    curve = Curve(run_dir / "curve.json", start)
     stats = HeRLStats.resume(run_dir / STATS_FILE, reflector.name, start)
     try:
         for it in iterations(start, config, "herl"):
