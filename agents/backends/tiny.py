@@ -42,12 +42,19 @@ from earlyexp.agents.prompting import (
 )
 from earlyexp.progress import bar, building
 
-CORPUS_VERSION = 2
+CORPUS_VERSION = 3
+"""Bumped when the corpus or the saved files change (3: the chat template marks generation, the
+generation config samples)."""
 SPECIAL_TOKENS = ["<|pad|>", "<|end|>", "<|system|>", "<|user|>", "<|assistant|>"]
 CHAT_TEMPLATE = (
-    "{% for m in messages %}<|{{ m['role'] }}|>\n{{ m['content'] }}<|end|>{% endfor %}"
+    "{% for m in messages %}<|{{ m['role'] }}|>\n"
+    "{% if m['role'] == 'assistant' %}{% generation %}{{ m['content'] }}<|end|>{% endgeneration %}"
+    "{% else %}{{ m['content'] }}<|end|>{% endif %}{% endfor %}"
     "{% if add_generation_prompt %}<|assistant|>\n{% endif %}"
 )
+"""``<|role|>``, a newline, the content, ``<|end|>``. The assistant content and its ``<|end|>``
+are wrapped in ``{% generation %}`` so that ``return_assistant_tokens_mask`` (TRL's
+``assistant_only_loss``) marks the same tokens as :class:`~earlyexp.agents.chat.ChatEncoder`."""
 PRETOKENIZE = r" ?[A-Z]?[a-z]{2,}| ?[A-Za-z]| ?[0-9]|\s+| ?[^\sA-Za-z0-9]+"
 
 
@@ -194,6 +201,11 @@ def build_tiny(spec: TinySpec, path: Path) -> None:
     model = LlamaForCausalLM(config)
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.generation_config.eos_token_id = tokenizer.eos_token_id
+    # servers that read the generation config (transformers serve, vLLM) sample by default
+    model.generation_config.do_sample = True
+    model.generation_config.temperature = 1.0
+    model.generation_config.top_k = 0
+    model.generation_config.top_p = 1.0
     model.save_pretrained(path)
     tokenizer.save_pretrained(path)
 

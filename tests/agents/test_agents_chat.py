@@ -64,3 +64,22 @@ def test_encode_rejects_bad_conversations(tiny_path):
         enc.encode(MESSAGES[1:])
     with pytest.raises(ValueError, match="train_on"):
         enc.encode(MESSAGES, train_on="some")
+
+
+def test_template_generation_marks_the_encoder_mask(tiny_path):
+    """``return_assistant_tokens_mask`` (TRL's assistant_only_loss) marks the encoder's tokens."""
+    tok = _tokenizers(tiny_path)[0]
+    ids, mask = ChatEncoder(tok).encode(MESSAGES, train_on="all")
+    out = tok.apply_chat_template(
+        MESSAGES, tokenize=True, return_dict=True, return_assistant_tokens_mask=True
+    )
+    assert out["input_ids"] == ids
+    assert out["assistant_masks"] == mask
+
+
+def test_tiny_generation_config_samples(tiny_path):
+    """Servers that read the checkpoint's generation config sample (temperature 1)."""
+    from transformers import GenerationConfig
+
+    config = GenerationConfig.from_pretrained(tiny_path)
+    assert config.do_sample and config.temperature == 1.0
