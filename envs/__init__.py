@@ -5,7 +5,18 @@
 """
 
 from earlyexp.envs.registry import ENTRIES, EnvEntry, entry, env_ids, register_all
+from earlyexp.envs.vector import PanelCursor, PanelEpisode, collect_panel, make_panel_vec
 
 register_all()
 
-__all__ = ["ENTRIES", "EnvEntry", "entry", "env_ids", "register_all"]
+__all__ = [
+    "ENTRIES",
+    "EnvEntry",
+    "PanelCursor",
+    "PanelEpisode",
+    "collect_panel",
+    "entry",
+    "env_ids",
+    "make_panel_vec",
+    "register_all",
+]

@@ -3,6 +3,7 @@
 from earlyexp.envs.core.actions import ActionGrammar, ActionSpec, ParsedAction, ParseError
 from earlyexp.envs.core.base import Evaluation, Outcome, Snapshot, TextEnv, text_env
 from earlyexp.envs.core.panels import panel_hash, task_rng, task_seed
+from earlyexp.envs.core.shared_text import SharedTexts  # registers AnyText's shared memory
 from earlyexp.envs.core.spaces import AnyText
 from earlyexp.envs.core.types import INFO_KEYS, SPLITS, RubricItem, StepInfo
 
@@ -17,6 +18,7 @@ __all__ = [
     "ParseError",
     "ParsedAction",
     "RubricItem",
+    "SharedTexts",
     "Snapshot",
     "StepInfo",
     "TextEnv",

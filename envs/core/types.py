@@ -39,6 +39,11 @@ class StepInfo(_StepInfoRequired, total=False):
 
     Present only when something outside the agent's control failed (e.g. the browser died):
         error: the reason; the episode is then truncated.
+
+    Added by the ``earlyexp.envs.vector.PanelCursor`` wrapper (vector-env panels), always:
+        split: the split of the episode's task.
+        task_index: the task's index in that split (the stream index on ``train``).
+        panel_done: True in episodes that replay the cursor's share (not new panel tasks).
     """
 
     score: float
@@ -46,6 +51,9 @@ class StepInfo(_StepInfoRequired, total=False):
     rubric: list[RubricItem]
     score_details: dict[str, Any]
     error: str
+    split: str
+    task_index: int
+    panel_done: bool
 
 
 INFO_KEYS: frozenset[str] = frozenset(StepInfo.__required_keys__ | StepInfo.__optional_keys__)
