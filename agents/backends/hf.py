@@ -2,6 +2,9 @@
 
 Generation is batched with a KV cache over left-padded contexts (:func:`sample_batch`); it
 returns the sampled ids and their log-probs, so the rollout engine never re-tokenizes.
+The cache is a ``transformers`` cache object (:func:`new_cache`), passed under the name the
+installed version's ``forward`` takes (``cache`` from transformers 5.x, ``past_key_values``
+before): no legacy tuples and no deprecated argument names.
 On CUDA the model runs in bf16; a LoRA adapter folder can be applied with ``peft``.
 """
 
@@ -118,16 +121,38 @@ class HFPolicy:
         ids, _ = self.encoder.encode(prompt.messages)
         return ids
 
-    def complete(self, prompts: Sequence[Prompt], sampling: SamplingParams) -> list[Completion]:
-        """Generate one completion per prompt, ``batch_size`` prompts at a time."""
+    def complete(
+        self,
+        prompts: Sequence[Prompt],
+        sampling: SamplingParams,
+        *,
+        seeds: Sequence[int | None] | None = None,
+    ) -> list[Completion]:
+        """Generate one completion per prompt, ``batch_size`` prompts at a time.
+
+        ``seeds`` (one per prompt, replacing ``sampling.seed``) gives each row its own
+        generator, so a row's sample does not depend on the other rows of the batch: a
+        server batching unrelated requests uses it. Row ``i`` with seed ``s`` samples as a
+        one-prompt call with ``sampling.seed = s`` does (up to float rounding of the batch).
+        """
+        if seeds is not None and len(seeds) != len(prompts):
+            raise ValueError(f"Expect one seed per prompt, actually: {len(seeds)} seeds for "
+                             f"{len(prompts)} prompts")  # fmt: skip
         out: list[Completion] = []
         for i in range(0, len(prompts), self.batch_size):
             chunk = [self.context_ids(p) for p in prompts[i : i + self.batch_size]]
-            out += self.generate_ids(chunk, sampling)
+            rows = None if seeds is None else list(seeds[i : i + self.batch_size])
+            out += self.generate_ids(chunk, sampling, seeds=rows)
         return out
 
-    def generate_ids(self, contexts: list[list[int]], sampling: SamplingParams) -> list[Completion]:
-        """Generate from token-id contexts (one batch)."""
+    def generate_ids(
+        self,
+        contexts: list[list[int]],
+        sampling: SamplingParams,
+        *,
+        seeds: list[int | None] | None = None,
+    ) -> list[Completion]:
+        """Generate from token-id contexts (one batch); ``seeds`` as in :meth:`complete`."""
         if any(not c for c in contexts):
             raise ValueError("Expect non-empty token contexts, actually: an empty one")
         stop_ids, stop_texts = self._stops(sampling.stop)
@@ -139,12 +164,23 @@ class HFPolicy:
             self.encoder.eos_ids | stop_ids,
             stop_texts,
             self.tokenizer,
+            seeds=seeds,
         )
         done = []
         for ids, logps, finished in rows:
             text = self.tokenizer.decode(ids, skip_special_tokens=True)
             done.append(Completion(text, ids, logps, "stop" if finished else "length"))
         return done
+
+    def top_logprobs(
+        self, contexts: list[list[int]], continuations: list[list[int]], k: int
+    ) -> list[list[list[tuple[int, float]]]]:
+        """The ``k`` likeliest tokens and their log-probs (temperature 1) at each continuation step.
+
+        One teacher-forced forward pass over ``context + continuation`` per row (one batch):
+        ``out[i][j]`` lists ``(id, log pi(id))`` for step ``j`` of row ``i``, best first.
+        """
+        return score_top_k(self.model, contexts, continuations, k, self.pad_id)
 
     def _stops(self, stop: Sequence[str]) -> tuple[set[int], list[str]]:
         """Split stop strings into single-token ids (checked by id) and the rest (by text)."""
@@ -178,25 +214,30 @@ def sample_batch(
     end_ids: set[int],
     stop_texts: Sequence[str] = (),
     tokenizer: Any = None,
+    seeds: Sequence[int | None] | None = None,
 ) -> list[tuple[list[int], list[float], bool]]:
     """Sample continuations of ``contexts`` together with a KV cache.
 
     Returns, per context, (sampled ids, log pi(id) at temperature 1, finished) where a row
     finishes on a token of ``end_ids`` (kept) or when its text ends with a stop string.
+    ``seeds``: one per row, each row sampling from its own generator (``sampling.seed``
+    is then ignored; a None row draws from torch's global generator).
     """
     torch = require_torch()
     device = next(model.parameters()).device
     ids, attn = left_pad(contexts, pad_id, device)  # (B, L)
     pos = (attn.cumsum(-1) - 1).clamp(min=0)  # (B, L) positions skip the left padding
-    gen = None
-    if sampling.seed is not None:
+    gen: Any = None
+    if seeds is not None and any(s is not None for s in seeds):
+        gen = [None if s is None else torch.Generator(device=device).manual_seed(s) for s in seeds]
+    elif seeds is None and sampling.seed is not None:
         gen = torch.Generator(device=device).manual_seed(sampling.seed)
     B = len(contexts)
     out_ids: list[list[int]] = [[] for _ in range(B)]
     out_lp: list[list[float]] = [[] for _ in range(B)]
     done = torch.zeros(B, dtype=torch.bool, device=device)
     end = torch.tensor(sorted(end_ids), dtype=torch.long, device=device)
-    past = None
+    cache = {cache_argument(model): new_cache(model)}  # filled in place by every forward
     last_only = {"logits_to_keep": 1} if _keeps_last_logits(model) else {}
     with torch.no_grad(), _autocast(device):
         for _ in range(sampling.max_new_tokens):
@@ -204,11 +245,10 @@ def sample_batch(
                 input_ids=ids,
                 attention_mask=attn,
                 position_ids=pos,
-                past_key_values=past,
                 use_cache=True,
+                **cache,
                 **last_only,  # the prefill projects its last position only, not (B, L, V)
             )
-            past = out.past_key_values
             logits = out.logits[:, -1, :].float()  # (B, V)
             nxt = _pick(logits, sampling, gen)  # (B,)
             logp = torch.log_softmax(logits, -1).gather(-1, nxt[:, None])[:, 0]  # (B,)
@@ -225,27 +265,72 @@ def sample_batch(
     return [(out_ids[i], out_lp[i], bool(done[i])) for i in range(B)]
 
 
+def score_top_k(
+    model: Any, contexts: list[list[int]], continuations: list[list[int]], k: int, pad_id: int
+) -> list[list[list[tuple[int, float]]]]:
+    """Teacher-forced top-``k`` log-probs (temperature 1) at each step of each continuation."""
+    torch = require_torch()
+    device = next(model.parameters()).device
+    rows = [c + x for c, x in zip(contexts, continuations, strict=True)]
+    ids, attn = left_pad(rows, pad_id, device)  # (B, L)
+    pos = (attn.cumsum(-1) - 1).clamp(min=0)  # (B, L)
+    with torch.no_grad(), _autocast(device):
+        logits = model(input_ids=ids, attention_mask=attn, position_ids=pos).logits.float()
+    L = ids.shape[1]
+    out = []
+    for i, x in enumerate(continuations):
+        # the logits predicting continuation step j sit at position L - len(x) - 1 + j
+        at = logits[i, L - len(x) - 1 : L - 1]  # (len(x), V)
+        top = torch.log_softmax(at, -1).topk(min(k, at.shape[-1]), -1)  # (len(x), k)
+        out.append([
+            list(zip(t_ids.tolist(), t_lp.tolist(), strict=True))
+            for t_ids, t_lp in zip(top.indices, top.values, strict=True)
+        ])  # fmt: skip
+    return out
+
+
 def unwrap_peft(model: Any) -> Any:
     """The model a peft wrapper adapts (the model itself when it is not wrapped)."""
     return model.get_base_model() if hasattr(model, "get_base_model") else model
 
 
+def new_cache(model: Any) -> Any:
+    """An empty ``transformers.DynamicCache`` for ``model`` (its config when it takes one)."""
+    from transformers import DynamicCache
+
+    if _takes(DynamicCache.__init__, "config"):  # transformers >= 4.56: layers from the config
+        return DynamicCache(config=unwrap_peft(model).config)
+    return DynamicCache()
+
+
+def cache_argument(model: Any) -> str:
+    """The forward argument that takes the cache: ``cache``, or ``past_key_values`` before 5.x.
+
+    transformers 5.x deprecates ``past_key_values`` (a FutureWarning on every call).
+    """
+    forward = type(unwrap_peft(model)).forward
+    return "cache" if _takes(forward, "cache") else "past_key_values"
+
+
 def _keeps_last_logits(model: Any) -> bool:
     """Whether ``model``'s forward takes ``logits_to_keep`` (transformers >= 4.50 models)."""
-    cls: Any = type(unwrap_peft(model))
-    return _forward_takes_logits_to_keep(cls)
+    return _takes(type(unwrap_peft(model)).forward, "logits_to_keep")
 
 
 @lru_cache(maxsize=64)
-def _forward_takes_logits_to_keep(cls: Any) -> bool:
-    """Read once per model class: ``sample_batch`` asks on every generation turn."""
+def _takes(fn: Any, name: str) -> bool:
+    """Whether ``fn`` has a parameter ``name`` (read once: generation asks every turn)."""
     import inspect
 
-    return "logits_to_keep" in inspect.signature(cls.forward).parameters
+    return name in inspect.signature(fn).parameters
 
 
 def _pick(logits: Any, sampling: SamplingParams, gen: Any) -> Any:
-    """Greedy when temperature is 0, else temperature + top-p sampling. logits: (B, V)."""
+    """Greedy when temperature is 0, else temperature + top-p sampling. logits: (B, V).
+
+    ``gen``: None, one generator for the batch, or a list of one per row (None entries use
+    torch's global generator).
+    """
     torch = require_torch()
     if sampling.temperature == 0:
         return logits.argmax(-1)
@@ -255,6 +340,9 @@ def _pick(logits: Any, sampling: SamplingParams, gen: Any) -> Any:
         drop = sorted_p.cumsum(-1) - sorted_p > sampling.top_p  # keep the smallest head >= top_p
         sorted_p = sorted_p.masked_fill(drop, 0.0)
         probs = torch.zeros_like(probs).scatter(-1, order, sorted_p)
+    if isinstance(gen, list):  # each row its own generator: (1, V) draws as a one-row batch
+        rows = [torch.multinomial(probs[i : i + 1], 1, generator=g) for i, g in enumerate(gen)]
+        return torch.cat(rows)[:, 0]
     return torch.multinomial(probs, 1, generator=gen)[:, 0]
 
 
