@@ -5,7 +5,8 @@ Routes: ``POST /v1/chat/completions``; ``GET /v1/models`` and ``GET /v1/models/{
 the policy and the rows they generated). An :class:`~earlyexp.agents.backends.hf.HFPolicy`
 answers; the official ``openai`` client works against it::
 
-    python -m earlyexp.agents.serve --model runs/quick/cells/il__.../checkpoint --port 8011
+    earlyexp serve model --model runs/quick/cells/il__.../checkpoint --port 8011
+    python -m earlyexp.agents.serve --model tiny   # the same server
 
 A chat-completions body may carry:
 
@@ -124,7 +125,7 @@ class Limits:
 
 @dataclass
 class ServeConfig:
-    """Arguments of ``python -m earlyexp.agents.serve``."""
+    """Arguments of ``earlyexp serve model`` (``python -m earlyexp.agents.serve``)."""
 
     model: str = "tiny"
     """Checkpoint folder, or 'tiny' (the built-in preset)."""
@@ -1074,7 +1075,9 @@ def main(argv: list[str] | None = None) -> int:
     from earlyexp.agents.config import add_dataclass_args, from_args
     from earlyexp.agents.models import resolve_model
 
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="earlyexp serve model", description=__doc__.split("\n")[0]
+    )
     add_dataclass_args(parser, ServeConfig)
     cfg = from_args(ServeConfig, parser.parse_args(argv))
     try:

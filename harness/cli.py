@@ -1,4 +1,4 @@
-"""The ``earlyexp`` command: list envs, play them, serve the web sites, run benchmarks, report."""
+"""The ``earlyexp`` command: list and play envs, serve sites or a model, run benchmarks, report."""
 
 from __future__ import annotations
 
@@ -10,10 +10,12 @@ import warnings
 
 from earlyexp.agents.config import add_dataclass_args, from_args
 
-SITES = {
+SERVERS = {
     "webshop": "earlyexp.envs.webshop.site",
     "flights": "earlyexp.envs.flights.site",
+    "model": "earlyexp.agents.serve",
 }
+"""What ``earlyexp serve NAME ARGS...`` runs: ``main(ARGS)`` of the named module."""
 
 
 def cmd_envs(args: argparse.Namespace) -> int:
@@ -126,10 +128,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    """Serve a web site of the suite on 127.0.0.1."""
-    if args.site not in SITES:
-        raise ValueError(f"Expect a site in {sorted(SITES)}, actually: {args.site!r}")
-    module = importlib.import_module(SITES[args.site])
+    """Serve a web site of the suite, or a model over the OpenAI API, on 127.0.0.1."""
+    if args.server not in SERVERS:
+        raise ValueError(f"Expect one of {sorted(SERVERS)}, actually: {args.server!r}")
+    module = importlib.import_module(SERVERS[args.server])
     return int(module.main(args.rest))
 
 
@@ -201,9 +203,17 @@ def build_parser() -> argparse.ArgumentParser:
         "covers the tasks results.json knows)",
     )
     r.set_defaults(fn=cmd_report)
-    s = sub.add_parser("serve", help="serve a web site (webshop, flights) on 127.0.0.1")
-    s.add_argument("site", help=f"one of {', '.join(SITES)}")
-    s.add_argument("rest", nargs=argparse.REMAINDER, help="the site's own options (--port ...)")
+    s = sub.add_parser(
+        "serve",
+        help="serve a web site (webshop, flights) or a model (model: an OpenAI-compatible "
+        "chat-completions server) on 127.0.0.1",
+    )
+    s.add_argument("server", help=f"one of {', '.join(SERVERS)}")
+    s.add_argument(
+        "rest",
+        nargs=argparse.REMAINDER,
+        help="its own options (--port ...; earlyexp serve NAME --help lists them)",
+    )
     s.set_defaults(fn=cmd_serve)
     return p
 
