@@ -1,0 +1,280 @@
+"""Can the tiny model copy from the page? Pretraining mixtures, SFT steps and copy probes (issue 20).
+
+The text envs need a reply that copies from the context: a product id from the results page
+(WebShop), a query word or an answer from a passage (SearchQA), a path or a sentence from the
+user's request (ToolCall). This script measures whether, and after how many steps, the tiny
+model learns that, on 2 CPU cores, in three stages (each optional):
+
+1. **Pretrain** (``--pretrain-steps``) a fresh model of the tiny preset's shape with a
+   next-token loss over packed rows of 1,024 tokens from ``--pretrain-episodes`` train-stream
+   episodes per env of ``--pretrain-envs`` (each step: the expert's action, or with
+   probability ``--p-random`` a random available action; rendered as the SFT examples are,
+   window 0). ``--span-every K``: every K-th step instead copies 6 random 16-token spans of
+   the row to its end after a marker (loss on the copied tokens after the first two).
+   ``--repeat-every K``: every K-th step is a synthetic induction batch (256 tokens drawn
+   from a row, then repeated; loss on the repeat).
+2. **SFT** (``--sft-steps``) on ``--env``: IL's examples (the expert's action after each
+   train-stream observation of ``--sft-episodes`` episodes), loss on the reply only, AdamW,
+   warmup then cosine.
+3. **Probes**, on 20 held-out train-stream episodes (seeds 90,000 on; the test and ood panels
+   are never read): the share of expert replies that greedy decoding would emit exactly
+   (teacher-forced: every reply token is the argmax), per action kind; for WebShop, the
+   per-token accuracy of ``click[<id>]`` replies and of the ids in the available-actions
+   list (pure copying from the observation a few hundred tokens earlier); chance is about
+   1/36 per id character.
+
+``--pair-ids`` trains the tokenizer with product ids cut into 2-character tokens (``B0`` and
+four of the 1,296 pairs; vocabulary 3,600), so each id token is nearly unique on a page.
+
+    .venv/bin/python benchmarks/text_copying.py --pretrain-steps 1400 --repeat-every 2 \
+        --sft-steps 600 --env EarlyExp/WebShop-v0
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import re
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+import earlyexp.agents.backends.tiny as tiny
+import earlyexp.envs  # noqa: F401
+from earlyexp.agents.backends.scripted import random_action
+from earlyexp.agents.chat import ChatEncoder
+from earlyexp.agents.prompting import PromptConfig, format_action, system_prompt, user_message
+from earlyexp.agents.train.batch import TrainBatch
+from earlyexp.agents.train.losses import sft_loss
+
+TEXT_ENVS = "EarlyExp/WebShop-v0,EarlyExp/SearchQA-v0,EarlyExp/ToolCall-v0"
+ROW, HELD_OUT_SEED = 1024, 90_000
+PAIR_IDS = (r"B0(?=[A-Z0-9]{8}(?![A-Za-z0-9]))"
+            r"|(?<=B0|B0[A-Z0-9]{2}|B0[A-Z0-9]{4}|B0[A-Z0-9]{6})[A-Z0-9]{2}")  # fmt: skip
+PROMPT = PromptConfig(window=0, action_help=False)  # the tiny model's prompts in the bench
+
+
+def build_model(out: Path, pair_ids: bool) -> Path:
+    """The tiny preset's tokenizer and fresh model (or the pair-id variant) in ``out``."""
+    if not pair_ids:
+        return tiny.tiny_checkpoint("tiny")
+    chars = "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+    pairs = ["".join(p) for p in itertools.product(chars, chars)]
+    every_pair = " ".join("B0" + "".join(pairs[i : i + 4]) for i in range(0, len(pairs), 4))
+    corpus, pretokenize = tiny.corpus, tiny.PRETOKENIZE
+    tiny.PRETOKENIZE = PAIR_IDS + "|" + pretokenize
+    tiny.corpus = lambda *a: itertools.chain(corpus(*a), [every_pair] * 3)  # type: ignore[assignment]
+    try:
+        tiny.build_tiny(replace(tiny.PRESETS["tiny"], vocab_size=3600), out)
+    finally:
+        tiny.corpus, tiny.PRETOKENIZE = corpus, pretokenize  # type: ignore[assignment]
+    return out
+
+
+def episodes(env_id: str, seed0: int, n: int, p_random: float, rng: np.random.Generator):
+    """Yield (messages, action, info) for every step of ``n`` train-stream episodes."""
+    env = gym.make(env_id)
+    try:
+        for ep in range(n):
+            obs, info = env.reset(seed=seed0 + ep, options={"split": "train"})
+            system, done = system_prompt(info["task"], ""), False
+            while not done:
+                expert = env.unwrapped.expert_action()  # type: ignore[attr-defined]
+                action = (random_action(info.get("available_actions") or [], rng)
+                          if rng.random() < p_random else expert)  # fmt: skip
+                messages = [{"role": "system", "content": system},
+                            {"role": "user", "content": user_message(obs, info, PROMPT)},
+                            {"role": "assistant", "content": format_action(action)}]  # fmt: skip
+                yield messages, action, info
+                obs, _, term, trunc, info = env.step(action)
+                done = term or trunc
+    finally:
+        env.close()
+
+
+def encoded(enc: ChatEncoder, messages) -> tuple[list[int], list[int]]:
+    ids, mask = enc.encode(messages, "last")
+    return ids[-ROW:], mask[-ROW:]
+
+
+def cosine(opt, steps: int, warmup: float):
+    def factor(s: int) -> float:
+        return min(1.0, (s + 1) / max(1, warmup * steps)) * 0.5 * (1 + np.cos(np.pi * s / steps))
+
+    return torch.optim.lr_scheduler.LambdaLR(opt, factor)
+
+
+def packed_rows(enc: ChatEncoder, args, rng: np.random.Generator) -> torch.Tensor:
+    seqs = [encoded(enc, m)[0] for env_id in args.pretrain_envs.split(",")
+            for m, _, _ in episodes(env_id, 10_000, args.pretrain_episodes, args.p_random, rng)]  # fmt: skip
+    flat = np.concatenate([np.array(seqs[i]) for i in rng.permutation(len(seqs))])
+    rows = torch.tensor(flat[: len(flat) // ROW * ROW].reshape(-1, ROW))
+    print(f"pretraining corpus: {len(seqs)} examples, {len(flat):,} tokens, {len(rows)} rows")
+    return rows
+
+
+def span_batch(x: torch.Tensor, marker: int, g: torch.Generator):
+    """Copy 6 random 16-token spans of each row to its end, after ``marker``."""
+    x, labels = x.clone(), torch.full_like(x, -100)
+    spans, length = 6, 16
+    tail = spans * (length + 1)
+    for r in range(len(x)):
+        for k in range(spans):
+            p = int(torch.randint(0, ROW - tail - length, (1,), generator=g))
+            at = ROW - tail + k * (length + 1)
+            x[r, at] = marker
+            x[r, at + 1 : at + 1 + length] = x[r, p : p + length]
+            labels[r, at + 3 : at + 1 + length] = x[r, at + 3 : at + 1 + length]
+    return x, labels
+
+
+def repeat_batch(rows: torch.Tensor, g: torch.Generator, half: int = 256):
+    """Synthetic induction rows: ``half`` tokens drawn from a corpus row, then repeated."""
+    x = torch.empty(8, 2 * half, dtype=torch.long)
+    for r in range(8):
+        src = rows[int(torch.randint(len(rows), (1,), generator=g))]
+        part = src[torch.randint(ROW, (half,), generator=g)]
+        x[r] = torch.cat([part, part])
+    labels = x.clone()
+    labels[:, : half + 1] = -100
+    return x, labels
+
+
+def pretrain(model, tok, args) -> None:
+    rng, g = np.random.default_rng(0), torch.Generator().manual_seed(0)
+    rows = packed_rows(ChatEncoder(tok), args, rng)
+    marker = tok.convert_tokens_to_ids("<|user|>")
+    opt = torch.optim.AdamW(model.parameters(), lr=args.lr)
+    sched, start = cosine(opt, args.pretrain_steps, 0.05), time.perf_counter()
+    model.train()
+    for step in range(args.pretrain_steps):
+        x = rows[torch.randint(len(rows), (4,), generator=g)]
+        kind, labels = "lm", x
+        if args.repeat_every and step % args.repeat_every == 0:
+            (x, labels), kind = repeat_batch(rows, g), "repeat"
+        elif args.span_every and step % args.span_every == 0:
+            (x, labels), kind = span_batch(x, marker, g), "span"
+        loss = model(input_ids=x, labels=labels).loss
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        if step % 200 == 0 or step == args.pretrain_steps - 1:
+            print(f"pretrain step {step} ({kind}) loss {loss.item():.3f} "
+                  f"{time.perf_counter() - start:.0f} s", flush=True)  # fmt: skip
+    print(f"pretraining: {args.pretrain_steps} steps in {time.perf_counter() - start:.0f} s")
+
+
+def kind_of(action: str) -> str:
+    return re.split(r"[\[(]", action)[0] + ("[id]" if "[B0" in action else "")
+
+
+def probe(model, enc: ChatEncoder, held: list) -> str:
+    """Teacher-forced exact match of the expert's replies, per action kind."""
+    model.eval()
+    counts: dict[str, list[int]] = {}
+    with torch.no_grad():
+        for ids, mask, action in held:
+            x = torch.tensor([ids])
+            pred = model(input_ids=x).logits[0, :-1].argmax(-1)
+            m = torch.tensor(mask[1:]).bool()
+            c = counts.setdefault(kind_of(action), [0, 0])
+            c[0] += 1
+            c[1] += int((pred[m] == x[0, 1:][m]).all())
+    model.train()
+    return ", ".join(f"{k} {c[1]}/{c[0]}" for k, c in sorted(counts.items()) if c[0] >= 2)
+
+
+def id_copy(model, tok, held_messages: list) -> str:
+    """Per-character accuracy of the product ids in WebShop's available-actions lists."""
+    right, seen = np.zeros(10), np.zeros(10)
+    with torch.no_grad():
+        for messages, _, _ in held_messages:
+            text = messages[1]["content"]
+            if "click[B0" not in text:
+                continue
+            start = text.index("Available actions:")
+            enc = tok(text, return_offsets_mapping=True, add_special_tokens=False)
+            ids = torch.tensor([enc["input_ids"]])
+            pred = model(input_ids=ids).logits[0].argmax(-1)
+            for m in re.finditer(r"click\[(B0[A-Z0-9]{8})\]", text[start:]):
+                a, b = start + m.start(1), start + m.end(1)
+                toks = [i for i, (s, e) in enumerate(enc["offset_mapping"]) if s >= a and e <= b]
+                for k, i in enumerate(toks[:10]):
+                    seen[k] += 1
+                    right[k] += int(pred[i - 1] == ids[0, i])
+    return " ".join(f"{r / s:.2f}" for r, s in zip(right, seen, strict=True) if s)
+
+
+def sft(model, tok, args, held: list, enc: ChatEncoder) -> None:
+    rng = np.random.default_rng(0)
+    train = [encoded(enc, m) for m, _, _ in episodes(args.env, 0, args.sft_episodes, 0.0, rng)]
+    opt = torch.optim.AdamW(model.parameters(), lr=args.lr)
+    sched, start = cosine(opt, args.sft_steps, 0.1), time.perf_counter()
+    print(f"sft: {len(train)} examples of {args.env}")
+    model.train()
+    for step in range(1, args.sft_steps + 1):
+        batch = TrainBatch.from_examples(
+            [train[i] for i in rng.integers(len(train), size=args.batch_size)], tok.pad_token_id
+        )
+        loss, _ = sft_loss(model, batch)
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        if step % args.probe_every == 0 or step == args.sft_steps:
+            print(f"sft step {step} loss {loss.item():.3f} {time.perf_counter() - start:.0f} s; "
+                  f"exact: {probe(model, enc, held)}", flush=True)  # fmt: skip
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--env", default="EarlyExp/WebShop-v0", help="the SFT and probe env")
+    p.add_argument("--pretrain-envs", default=TEXT_ENVS)
+    p.add_argument("--pretrain-episodes", type=int, default=300, help="per env")
+    p.add_argument("--pretrain-steps", type=int, default=0, help="rows of 1,024 tokens x 4")
+    p.add_argument("--p-random", type=float, default=0.25)
+    p.add_argument("--span-every", type=int, default=0, help="every K-th step: span copies")
+    p.add_argument("--repeat-every", type=int, default=0, help="every K-th step: repeats")
+    p.add_argument("--sft-steps", type=int, default=0)
+    p.add_argument("--sft-episodes", type=int, default=300)
+    p.add_argument("--batch-size", type=int, default=16, help="SFT examples per step")
+    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--probe-every", type=int, default=200)
+    p.add_argument("--pair-ids", action="store_true", help="2-character product-id tokens")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--out", default="", help="save the final checkpoint here")
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = build_model(Path(tmp), args.pair_ids)
+        tok, model = AutoTokenizer.from_pretrained(path), AutoModelForCausalLM.from_pretrained(path)
+    print(f"model: {sum(t.numel() for t in model.parameters()):,} parameters, "
+          f"vocabulary {len(tok)}")  # fmt: skip
+    enc = ChatEncoder(tok)
+    rng = np.random.default_rng(1)
+    held_messages = list(episodes(args.env, HELD_OUT_SEED, 20, 0.0, rng))
+    held = [(*encoded(enc, m), a) for m, a, _ in held_messages]
+    if args.pretrain_steps:
+        pretrain(model, tok, args)
+    print(f"exact after pretraining: {probe(model, enc, held)}")
+    if "WebShop" in args.env:
+        print(f"id characters copied in the action list: {id_copy(model, tok, held_messages)}")
+    if args.sft_steps:
+        sft(model, tok, args, held, enc)
+    if args.out:
+        model.save_pretrained(args.out)
+        tok.save_pretrained(args.out)
+
+
+if __name__ == "__main__":
+    main()
