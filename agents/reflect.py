@@ -310,10 +310,21 @@ def attempt_feedback(a: Attempt) -> str:
     return " ".join([*parts, f"Score {a.score:.2f}."])
 
 
-def retry_prompt(request: ReflectionRequest, max_steps: int = 8) -> str:
-    """ERL's no-reflection ablation: the initial prompt, :data:`RETRY_INSTRUCTION`, the attempts."""
-    attempts = attempts_text(request.attempts, max_steps)
-    return f"{request.system.strip()}\n\n{RETRY_INSTRUCTION}\n\n## Recent attempts\n{attempts}"
+def retry_prompt(
+    request: ReflectionRequest, max_steps: int = 8, max_chars: int | None = None
+) -> str:
+    """ERL's no-reflection ablation: the initial prompt, :data:`RETRY_INSTRUCTION`, the attempts.
+
+    With ``max_chars`` (the cap of a reflector's revised prompt), the oldest attempts are left
+    out until the prompt fits; the latest attempt is always kept.
+    """
+    head = f"{request.system.strip()}\n\n{RETRY_INSTRUCTION}\n\n## Recent attempts\n"
+    attempts = list(request.attempts)
+    text = head + attempts_text(attempts, max_steps)
+    while max_chars is not None and len(text) > max_chars and len(attempts) > 1:
+        attempts = attempts[1:]
+        text = head + attempts_text(attempts, max_steps)
+    return text
 
 
 def extract_prompt(text: str) -> str | None:

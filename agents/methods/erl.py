@@ -243,7 +243,10 @@ def reflections(
     ]  # fmt: skip
     if c.reflection == "none":  # the ablation: the raw attempts and a generic instruction
         pairs = zip(gated, requests, strict=True)
-        return [Revision(i, q, with_reminder(reflect.retry_prompt(q))) for i, q in pairs]
+        return [
+            Revision(i, q, with_reminder(reflect.retry_prompt(q, max_chars=c.max_prompt_chars)))
+            for i, q in pairs
+        ]
     written = run.reflector.reflect(requests)
     out = []
     for i, q, d in zip(gated, requests, written, strict=True):

@@ -281,3 +281,18 @@ def test_http_reflector_records_a_dead_server_after_retries_without_raising():
     assert time.perf_counter() - start < 10
     assert [(r.ok, r.text, r.provider) for r in out] == [(False, "", "http")] * 2
     assert all("after 3 attempts" in r.error for r in out)
+
+
+def test_retry_prompt_leaves_out_the_oldest_attempts_to_fit():
+    """ERL's no-reflection prompt is capped like a written one; the latest attempt stays."""
+    from earlyexp.agents.reflect import RETRY_INSTRUCTION, Attempt, retry_prompt
+
+    attempts = [Attempt(steps=STEPS, score=0.0, task=f"{TASK} (try {k})") for k in range(8)]
+    request = ReflectionRequest("rulebook", TASK, system="Task: reach the goal.", attempts=attempts)
+    whole = retry_prompt(request)
+    capped = retry_prompt(request, max_chars=len(whole) // 3)
+    assert len(capped) <= len(whole) // 3 < len(whole)
+    assert capped.startswith("Task: reach the goal.") and RETRY_INSTRUCTION in capped
+    assert "(try 7)" in capped and "(try 0)" not in capped
+    lone = retry_prompt(request, max_chars=10)  # too small for one attempt: the latest is kept
+    assert "(try 7)" in lone and "(try 6)" not in lone
