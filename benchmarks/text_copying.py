@@ -25,6 +25,8 @@ model learns that, on 2 CPU cores, in three stages (each optional):
 
 ``--pair-ids`` trains the tokenizer with product ids cut into 2-character tokens (``B0`` and
 four of the 1,296 pairs; vocabulary 3,600), so each id token is nearly unique on a page.
+``--hidden-size W`` (``--layers L``) starts from a fresh model of that width instead (heads of
+16 dimensions, init std 0.8 / sqrt(W) as the preset's 0.1 at width 64).
 
     .venv/bin/python benchmarks/text_copying.py --pretrain-steps 1400 --repeat-every 2 \
         --sft-steps 600 --env EarlyExp/WebShop-v0
@@ -234,6 +236,19 @@ def sft(model, tok, args, held: list, enc: ChatEncoder) -> None:
                   f"exact: {probe(model, enc, held)}", flush=True)  # fmt: skip
 
 
+def reshaped(model, width: int, layers: int):
+    """A fresh model of the same config at ``width`` (heads of 16) and ``layers``."""
+    from transformers import LlamaForCausalLM
+
+    config = model.config
+    config.hidden_size, config.intermediate_size = width, 4 * width
+    config.num_attention_heads = config.num_key_value_heads = width // 16
+    config.head_dim, config.num_hidden_layers = 16, layers or config.num_hidden_layers
+    config.initializer_range = 0.8 / width**0.5  # the tiny preset's 0.1 at width 64
+    torch.manual_seed(0)
+    return LlamaForCausalLM(config)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--env", default="EarlyExp/WebShop-v0", help="the SFT and probe env")
@@ -249,6 +264,8 @@ def main() -> None:
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--probe-every", type=int, default=200)
     p.add_argument("--pair-ids", action="store_true", help="2-character product-id tokens")
+    p.add_argument("--hidden-size", type=int, default=0, help="another width (0: the preset's)")
+    p.add_argument("--layers", type=int, default=0, help="with --hidden-size (0: the preset's)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--out", default="", help="save the final checkpoint here")
     args = p.parse_args()
@@ -258,6 +275,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         path = build_model(Path(tmp), args.pair_ids)
         tok, model = AutoTokenizer.from_pretrained(path), AutoModelForCausalLM.from_pretrained(path)
+    if args.hidden_size:
+        model = reshaped(model, args.hidden_size, args.layers)
     print(f"model: {sum(t.numel() for t in model.parameters()):,} parameters, "
           f"vocabulary {len(tok)}")  # fmt: skip
     enc = ChatEncoder(tok)
