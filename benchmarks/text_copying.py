@@ -14,8 +14,9 @@ model learns that, on 2 CPU cores, in three stages (each optional):
    ``--repeat-every K``: every K-th step is a synthetic induction batch (256 tokens drawn
    from a row, then repeated; loss on the repeat).
 2. **SFT** (``--sft-steps``) on ``--env``: IL's examples (the expert's action after each
-   train-stream observation of ``--sft-episodes`` episodes), loss on the reply only, AdamW,
-   warmup then cosine.
+   train-stream observation of ``--sft-episodes`` episodes), loss on the reply only, with the
+   project's optimizer loop (:class:`~earlyexp.agents.train.loop.Trainer`: AdamW, warmup then
+   cosine, clipping).
 3. **Probes**, on 20 held-out train-stream episodes (seeds 90,000 on; the test and ood panels
    are never read): the share of expert replies that greedy decoding would emit exactly
    (teacher-forced: every reply token is the argmax), per action kind; for WebShop, the
@@ -52,6 +53,7 @@ from earlyexp.agents.backends.scripted import random_action
 from earlyexp.agents.chat import ChatEncoder
 from earlyexp.agents.prompting import PromptConfig, format_action, system_prompt, user_message
 from earlyexp.agents.train.batch import TrainBatch
+from earlyexp.agents.train.loop import TrainConfig, Trainer
 from earlyexp.agents.train.losses import sft_loss
 
 TEXT_ENVS = "EarlyExp/WebShop-v0,EarlyExp/SearchQA-v0,EarlyExp/ToolCall-v0"
@@ -104,11 +106,15 @@ def encoded(enc: ChatEncoder, messages) -> tuple[list[int], list[int]]:
     return ids[-ROW:], mask[-ROW:]
 
 
-def cosine(opt, steps: int, warmup: float):
-    def factor(s: int) -> float:
-        return min(1.0, (s + 1) / max(1, warmup * steps)) * 0.5 * (1 + np.cos(np.pi * s / steps))
+def trainer(model, loss_fn, steps: int, lr: float, warmup: float, desc: str) -> Trainer:
+    """The project's optimizer loop (AdamW, warmup then cosine, clipping 1.0), driven by step."""
+    return Trainer(model, loss_fn, TrainConfig(steps=steps, lr=lr, warmup_ratio=warmup), desc=desc)
 
-    return torch.optim.lr_scheduler.LambdaLR(opt, factor)
+
+def lm_loss(model, batch) -> tuple[torch.Tensor, dict[str, float]]:
+    """Next-token loss of ``(ids, labels)`` (labels -100 where no loss)."""
+    x, labels = batch
+    return model(input_ids=x, labels=labels).loss, {}
 
 
 def packed_rows(enc: ChatEncoder, args, rng: np.random.Generator) -> torch.Tensor:
@@ -151,9 +157,8 @@ def pretrain(model, tok, args) -> None:
     rng, g = np.random.default_rng(0), torch.Generator().manual_seed(0)
     rows = packed_rows(ChatEncoder(tok), args, rng)
     marker = tok.convert_tokens_to_ids("<|user|>")
-    opt = torch.optim.AdamW(model.parameters(), lr=args.lr)
-    sched, start = cosine(opt, args.pretrain_steps, 0.05), time.perf_counter()
-    model.train()
+    loop = trainer(model, lm_loss, args.pretrain_steps, args.lr, 0.05, "pretrain")
+    start = time.perf_counter()
     for step in range(args.pretrain_steps):
         x = rows[torch.randint(len(rows), (4,), generator=g)]
         kind, labels = "lm", x
@@ -161,14 +166,9 @@ def pretrain(model, tok, args) -> None:
             (x, labels), kind = repeat_batch(rows, g), "repeat"
         elif args.span_every and step % args.span_every == 0:
             (x, labels), kind = span_batch(x, marker, g), "span"
-        loss = model(input_ids=x, labels=labels).loss
-        opt.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        sched.step()
+        loss = loop.step([(x, labels)])["loss"]
         if step % 200 == 0 or step == args.pretrain_steps - 1:
-            print(f"pretrain step {step} ({kind}) loss {loss.item():.3f} "
+            print(f"pretrain step {step} ({kind}) loss {loss:.3f} "
                   f"{time.perf_counter() - start:.0f} s", flush=True)  # fmt: skip
     print(f"pretraining: {args.pretrain_steps} steps in {time.perf_counter() - start:.0f} s")
 
@@ -217,22 +217,16 @@ def id_copy(model, tok, held_messages: list) -> str:
 def sft(model, tok, args, held: list, enc: ChatEncoder) -> None:
     rng = np.random.default_rng(0)
     train = [encoded(enc, m) for m, _, _ in episodes(args.env, 0, args.sft_episodes, 0.0, rng)]
-    opt = torch.optim.AdamW(model.parameters(), lr=args.lr)
-    sched, start = cosine(opt, args.sft_steps, 0.1), time.perf_counter()
+    loop = trainer(model, sft_loss, args.sft_steps, args.lr, 0.1, "sft")
+    start = time.perf_counter()
     print(f"sft: {len(train)} examples of {args.env}")
-    model.train()
     for step in range(1, args.sft_steps + 1):
         batch = TrainBatch.from_examples(
             [train[i] for i in rng.integers(len(train), size=args.batch_size)], tok.pad_token_id
         )
-        loss, _ = sft_loss(model, batch)
-        opt.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        sched.step()
+        loss = loop.step([batch])["loss"]
         if step % args.probe_every == 0 or step == args.sft_steps:
-            print(f"sft step {step} loss {loss.item():.3f} {time.perf_counter() - start:.0f} s; "
+            print(f"sft step {step} loss {loss:.3f} {time.perf_counter() - start:.0f} s; "
                   f"exact: {probe(model, enc, held)}", flush=True)  # fmt: skip
 
 
