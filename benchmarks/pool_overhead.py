@@ -15,7 +15,9 @@ against the same envs in-process (what batching alone gives). Each pool first re
 slot once (browser launch, server start) before the clock starts. ``--think`` adds model time
 per turn (one batched generation for all envs, as in the rollout engine); with 0 the env's
 own CPU is the bottleneck (a FlightBooking episode costs about a CPU-second: Python, the
-site's server thread, Chromium), so 2 cores bound what any pool gains. The machine's 1-minute
+site's server thread, Chromium), so 2 cores bound what any pool gains. ``cores busy`` is the
+pool's CPU seconds over its wall seconds; the 1-env row's value bounds what ANY pool can gain
+on this machine: ``cores / cores busy`` (printed as the ceiling). The machine's 1-minute
 load average is printed per row: other work on the machine shifts every figure.
 
     .venv/bin/python benchmarks/pool_overhead.py
@@ -130,17 +132,19 @@ def flights_rows(envs, workers, episodes, warm: bool, think: float) -> None:
         f"{envs} envs, in-process": (envs, PoolConfig()),
         f"{envs} envs, {workers} Ray workers": (envs, PoolConfig(workers=workers)),
     }
-    rate = {}
+    rate, busy = {}, {}
     for name, (size, config) in runs.items():
         p = timed_pool(env_id, size, config, "expert", episodes, kwargs, think)
         rate[name] = p.episodes / p.wall * 60
         print(f"| {name} | {warm} | {think:g} | {p.episodes} | {p.successes} | {p.wall:.1f} | "
               f"{rate[name]:.1f} | {ms(p.calls, 50):.0f} | {p.cpu / p.episodes:.2f} | "
-              f"{os.getloadavg()[0]:.1f} |",
+              f"{p.cpu / p.wall:.2f} | {os.getloadavg()[0]:.1f} |",
               flush=True)  # fmt: skip
+        busy[name] = p.cpu / p.wall
     one, local, ray = rate.values()
-    print(f"| Ray / 1 env: **{ray / one:.2f}x**, Ray / {envs} in-process: {ray / local:.2f}x "
-          "| | | | | | | | | |")  # fmt: skip
+    ceiling = (os.cpu_count() or 1) / busy["1 env, in-process"]
+    print(f"| Ray / 1 env: **{ray / one:.2f}x**, Ray / {envs} in-process: {ray / local:.2f}x, "
+          f"ceiling on {os.cpu_count()} cores: {ceiling:.2f}x | | | | | | | | | | |")  # fmt: skip
 
 
 def main() -> None:
@@ -178,7 +182,7 @@ def main() -> None:
         if args.flights:
             print("\nFlightBooking, expert, episodes back to back")
             print("| pool | warm_spare | think s | episodes | successes | wall s | episodes/min "
-                  "| step call p50 ms | CPU s/episode | load |\n|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")  # fmt: skip
+                  "| step call p50 ms | CPU s/episode | cores busy | load |\n|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")  # fmt: skip
             for warm in {"on": [True], "off": [False], "both": [True, False]}[args.warm]:
                 for think in args.think:
                     flights_rows(args.flight_envs, args.workers, args.flight_episodes, warm, think)
