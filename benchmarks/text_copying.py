@@ -12,7 +12,12 @@ model learns that, on 2 CPU cores, in three stages (each optional):
    window 0). ``--span-every K``: every K-th step instead copies 6 random 16-token spans of
    the row to its end after a marker (loss on the copied tokens after the first two).
    ``--repeat-every K``: every K-th step is a synthetic induction batch (256 tokens drawn
-   from a row, then repeated; loss on the repeat).
+   from a row, then repeated; loss on the repeat). With ``--repeat-vary`` each batch draws
+   its length (16-199 tokens) and a gap of random tokens before the repeat (0-299), so the
+   copy distance varies and only a content match (an induction head) can predict the repeat;
+   a fixed 256 can be learnt as "copy the token 256 back". After pretraining,
+   ``copy at (length, gap)`` reports the repeat's copy accuracy at four distances, the trained
+   one and three others: it tells the two apart.
 2. **SFT** (``--sft-steps``) on ``--env``: IL's examples (the expert's action after each
    train-stream observation of ``--sft-episodes`` episodes), loss on the reply only, with the
    project's optimizer loop (:class:`~earlyexp.agents.train.loop.Trainer`: AdamW, warmup then
@@ -141,16 +146,43 @@ def span_batch(x: torch.Tensor, marker: int, g: torch.Generator):
     return x, labels
 
 
-def repeat_batch(rows: torch.Tensor, g: torch.Generator, half: int = 256):
-    """Synthetic induction rows: ``half`` tokens drawn from a corpus row, then repeated."""
-    x = torch.empty(8, 2 * half, dtype=torch.long)
-    for r in range(8):
+def repeat_batch(rows: torch.Tensor, g: torch.Generator, half: int = 256, gap: int = 0, n: int = 8):
+    """Synthetic induction rows: ``half`` tokens drawn from a corpus row, ``gap`` more, the repeat.
+
+    Loss on the repeat after its first token.
+    """
+    x = torch.empty(n, 2 * half + gap, dtype=torch.long)
+    for r in range(n):
         src = rows[int(torch.randint(len(rows), (1,), generator=g))]
-        part = src[torch.randint(ROW, (half,), generator=g)]
-        x[r] = torch.cat([part, part])
+        part, filler = (src[torch.randint(ROW, (k,), generator=g)] for k in (half, gap))
+        x[r] = torch.cat([part, filler, part])
     labels = x.clone()
-    labels[:, : half + 1] = -100
+    labels[:, : half + gap + 1] = -100
     return x, labels
+
+
+def varied_repeat(rows: torch.Tensor, g: torch.Generator):
+    """A repeat batch of random length (16-199) and gap (0-299): the copy distance varies."""
+    half, gap = (int(torch.randint(lo, hi, (1,), generator=g)) for lo, hi in ((16, 200), (0, 300)))
+    return repeat_batch(rows, g, half, gap)
+
+
+COPY_PROBES = ((256, 0), (128, 0), (64, 100), (32, 400))
+"""(length, gap) of the copy probes: the fixed-distance training's 256, then three others."""
+
+
+def repeat_copy(model, rows: torch.Tensor) -> str:
+    """Greedy copy accuracy on held-out repeats at each of :data:`COPY_PROBES`."""
+    g, out = torch.Generator().manual_seed(12345), []
+    model.eval()
+    with torch.no_grad():
+        for half, gap in COPY_PROBES:
+            x, labels = repeat_batch(rows, g, half, gap, n=16)
+            pred = model(input_ids=x).logits[:, :-1].argmax(-1)
+            m = labels[:, 1:] != -100
+            out.append(f"({half}, {gap}) {(pred[m] == x[:, 1:][m]).float().mean().item():.2f}")
+    model.train()
+    return ", ".join(out)
 
 
 def pretrain(model, tok, args) -> None:
@@ -163,7 +195,8 @@ def pretrain(model, tok, args) -> None:
         x = rows[torch.randint(len(rows), (4,), generator=g)]
         kind, labels = "lm", x
         if args.repeat_every and step % args.repeat_every == 0:
-            (x, labels), kind = repeat_batch(rows, g), "repeat"
+            batch = varied_repeat(rows, g) if args.repeat_vary else repeat_batch(rows, g)
+            (x, labels), kind = batch, "repeat"
         elif args.span_every and step % args.span_every == 0:
             (x, labels), kind = span_batch(x, marker, g), "span"
         loss = loop.step([(x, labels)])["loss"]
@@ -171,6 +204,8 @@ def pretrain(model, tok, args) -> None:
             print(f"pretrain step {step} ({kind}) loss {loss:.3f} "
                   f"{time.perf_counter() - start:.0f} s", flush=True)  # fmt: skip
     print(f"pretraining: {args.pretrain_steps} steps in {time.perf_counter() - start:.0f} s")
+    if args.repeat_every:
+        print(f"copy at (length, gap): {repeat_copy(model, rows)}")
 
 
 def kind_of(action: str) -> str:
@@ -252,6 +287,7 @@ def main() -> None:
     p.add_argument("--p-random", type=float, default=0.25)
     p.add_argument("--span-every", type=int, default=0, help="every K-th step: span copies")
     p.add_argument("--repeat-every", type=int, default=0, help="every K-th step: repeats")
+    p.add_argument("--repeat-vary", action="store_true", help="repeats of varied distance")
     p.add_argument("--sft-steps", type=int, default=0)
     p.add_argument("--sft-episodes", type=int, default=300)
     p.add_argument("--batch-size", type=int, default=16, help="SFT examples per step")
