@@ -135,12 +135,11 @@ def flights_rows(envs, workers, episodes, warm: bool, think: float) -> None:
     rate, busy = {}, {}
     for name, (size, config) in runs.items():
         p = timed_pool(env_id, size, config, "expert", episodes, kwargs, think)
-        rate[name] = p.episodes / p.wall * 60
+        rate[name], busy[name] = p.episodes / p.wall * 60, p.cpu / p.wall
         print(f"| {name} | {warm} | {think:g} | {p.episodes} | {p.successes} | {p.wall:.1f} | "
               f"{rate[name]:.1f} | {ms(p.calls, 50):.0f} | {p.cpu / p.episodes:.2f} | "
-              f"{p.cpu / p.wall:.2f} | {os.getloadavg()[0]:.1f} |",
+              f"{busy[name]:.2f} | {os.getloadavg()[0]:.1f} |",
               flush=True)  # fmt: skip
-        busy[name] = p.cpu / p.wall
     one, local, ray = rate.values()
     ceiling = (os.cpu_count() or 1) / busy["1 env, in-process"]
     print(f"| Ray / 1 env: **{ray / one:.2f}x**, Ray / {envs} in-process: {ray / local:.2f}x, "

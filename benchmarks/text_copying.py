@@ -59,7 +59,7 @@ from earlyexp.agents.chat import ChatEncoder
 from earlyexp.agents.prompting import PromptConfig, format_action, system_prompt, user_message
 from earlyexp.agents.train.batch import TrainBatch
 from earlyexp.agents.train.loop import TrainConfig, Trainer
-from earlyexp.agents.train.losses import sft_loss
+from earlyexp.agents.train.losses import masked_lm_loss, sft_loss
 
 TEXT_ENVS = "EarlyExp/WebShop-v0,EarlyExp/SearchQA-v0,EarlyExp/ToolCall-v0"
 ROW, HELD_OUT_SEED = 1024, 90_000
@@ -118,8 +118,13 @@ def trainer(model, loss_fn, steps: int, lr: float, warmup: float, desc: str) -> 
 
 def lm_loss(model, batch) -> tuple[torch.Tensor, dict[str, float]]:
     """Next-token loss of ``(ids, labels)`` (labels -100 where no loss)."""
-    x, labels = batch
-    return model(input_ids=x, labels=labels).loss, {}
+    return masked_lm_loss(model, *batch), {}
+
+
+def greedy_hits(model, x: torch.Tensor, labelled: torch.Tensor) -> torch.Tensor:
+    """Whether the argmax predicts each labelled token of ``x`` (``labelled``: (B, T-1))."""
+    pred = model(input_ids=x).logits[:, :-1].argmax(-1)
+    return pred[labelled] == x[:, 1:][labelled]
 
 
 def packed_rows(enc: ChatEncoder, args, rng: np.random.Generator) -> torch.Tensor:
@@ -178,9 +183,8 @@ def repeat_copy(model, rows: torch.Tensor) -> str:
     with torch.no_grad():
         for half, gap in COPY_PROBES:
             x, labels = repeat_batch(rows, g, half, gap, n=16)
-            pred = model(input_ids=x).logits[:, :-1].argmax(-1)
-            m = labels[:, 1:] != -100
-            out.append(f"({half}, {gap}) {(pred[m] == x[:, 1:][m]).float().mean().item():.2f}")
+            hits = greedy_hits(model, x, labels[:, 1:] != -100)
+            out.append(f"({half}, {gap}) {hits.float().mean().item():.2f}")
     model.train()
     return ", ".join(out)
 
@@ -218,12 +222,10 @@ def probe(model, enc: ChatEncoder, held: list) -> str:
     counts: dict[str, list[int]] = {}
     with torch.no_grad():
         for ids, mask, action in held:
-            x = torch.tensor([ids])
-            pred = model(input_ids=x).logits[0, :-1].argmax(-1)
-            m = torch.tensor(mask[1:]).bool()
+            hits = greedy_hits(model, torch.tensor([ids]), torch.tensor([mask[1:]]).bool())
             c = counts.setdefault(kind_of(action), [0, 0])
             c[0] += 1
-            c[1] += int((pred[m] == x[0, 1:][m]).all())
+            c[1] += int(hits.all())
     model.train()
     return ", ".join(f"{k} {c[1]}/{c[0]}" for k, c in sorted(counts.items()) if c[0] >= 2)
 
