@@ -9,6 +9,7 @@ a run from its ``results.json`` without the cell folders. Files written::
 
     results.json
     table.md  table.csv  table.tex              ID/OOD success with Wilson 95% intervals, ...
+    seeds.csv                                   success of every seed (rows run with 2+ seeds)
     difficulty.csv  difficulty.tex              success by buckets of the expert's steps
     plots/success.{png,pdf}                     one panel per env, methods in the run's order
     plots/curves.{png,pdf}                      RL learning curves (samples, wall time)
@@ -37,6 +38,8 @@ from earlyexp.harness.tables import (
     difficulty_markdown,
     latex_table,
     markdown_table,
+    seeds_csv,
+    seeds_markdown,
     short_env,
 )
 
@@ -107,6 +110,28 @@ def summary_rows(cells: list[CellResult]) -> list[dict[str, Any]]:
             "error": errors.get((env, method)), "seconds": round(seconds[(env, method)], 1),
         })  # fmt: skip
     return rows
+
+
+def seed_rows(cells: list[CellResult]) -> list[dict[str, Any]]:
+    """Per (env, method) run with two or more seeds: each seed's ID and OOD success and n.
+
+    Rows keep the run's order; ``seeds`` maps a seed to ``{"id": SplitSummary | None,
+    "ood": ...}`` as dicts, so the spread between seeds can be read beside the pooled row.
+    """
+    by_row: dict[tuple[str, str], dict[int, dict[str, Any]]] = defaultdict(dict)
+    for cell in cells:
+        if cell.status != "done":
+            continue
+        per = {}
+        for key, split in (("id", "test"), ("ood", "ood")):
+            s = summarize([r for r in cell.episodes if r.split == split])
+            per[key] = asdict(s) if s else None
+        by_row[(cell.env, cell.method)][cell.seed] = per
+    return [
+        {"env": env, "method": method, "seeds": dict(sorted(seeds.items()))}
+        for (env, method), seeds in by_row.items()
+        if len(seeds) >= 2
+    ]
 
 
 def _key(method: str, env: str, seed: int) -> str:
@@ -244,6 +269,9 @@ def render(out: Path, results: dict[str, Any]) -> list[Path]:
     }
     table = markdown_table(rows)
     _write(out / "table.csv", csv_table(rows))
+    per_seed = seed_rows(cells)
+    if per_seed:
+        _write(out / "seeds.csv", seeds_csv(per_seed))
     _write(out / "table.tex", latex_table(rows, f"earlyexp bench: profile {config.get('profile')}"))
     _write(out / "difficulty.csv", difficulty_csv(buckets))
     _write(out / "difficulty.tex", difficulty_latex(buckets))
@@ -255,7 +283,11 @@ def render(out: Path, results: dict[str, Any]) -> list[Path]:
         if figures.available()
         else "\n\n(plots skipped: install the `report` extra for matplotlib)"
     )
-    sections = [reflexion_section(results), difficulty_markdown(buckets, spread)]
+    sections = [
+        seeds_markdown(per_seed),
+        reflexion_section(results),
+        difficulty_markdown(buckets, spread),
+    ]
     _write(
         out / "table.md",
         f"# earlyexp bench: profile {config.get('profile')}\n\n"
@@ -269,7 +301,7 @@ def render(out: Path, results: dict[str, Any]) -> list[Path]:
         + "\n",
     )
     tables = ("table.md", "table.csv", "table.tex", "difficulty.csv", "difficulty.tex")
-    return [out / name for name in tables] + plots
+    return [out / name for name in tables] + [out / "seeds.csv"] * bool(per_seed) + plots
 
 
 def duration(seconds: float) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
+import statistics
 from collections.abc import Sequence
 from typing import Any
 
@@ -88,6 +89,63 @@ def csv_table(rows: list[dict[str, Any]]) -> str:
                 line[f"{key}_{f}"] = _num(r[key][f]) if r[key] else ""
         line.update({k: _num(v) for k, v in (pooled(r) or {}).items()})
         w.writerow(line)
+    return buf.getvalue()
+
+
+def _seed_rate(seed: dict[str, Any], key: str) -> float | None:
+    s = seed.get(key)
+    return None if not s else s["success"]
+
+
+def _spread(rates: list[float | None]) -> str:
+    """``mean ± sd`` in % over the seeds (sample standard deviation)."""
+    have = [100 * r for r in rates if r is not None]
+    if len(have) < 2:
+        return "-"
+    return f"{statistics.mean(have):.1f} ± {statistics.stdev(have):.1f}"
+
+
+def seeds_markdown(rows: list[dict[str, Any]]) -> str:
+    """Markdown: each seed's ID and OOD success % and their mean ± sd ("" when no row has 2+ seeds).
+
+    ``rows``: :func:`earlyexp.harness.report.seed_rows`.
+    """
+    if not rows:
+        return ""
+    lines = [
+        "## Per seed",
+        "",
+        "Success % of each seed's panel (seeds in order, separated by /), then the mean and "
+        "sample standard deviation over seeds; the main table pools the episodes instead.",
+        "",
+        "| env | method | seeds | ID % per seed | ID mean ± sd | OOD % per seed | OOD mean ± sd |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        seeds = r["seeds"]
+        cols = [short_env(r["env"]), r["method"], "/".join(str(s) for s in seeds)]
+        for key in ("id", "ood"):
+            rates = [_seed_rate(v, key) for v in seeds.values()]
+            cols += [
+                "/".join("-" if x is None else f"{100 * x:.1f}" for x in rates),
+                _spread(rates),
+            ]
+        lines.append("| " + " | ".join(cols) + " |")
+    return "\n".join(lines)
+
+
+def seeds_csv(rows: list[dict[str, Any]]) -> str:
+    """Per seed as CSV: one row per (env, method, seed), rates as fractions in [0, 1]."""
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(("env", "method", "seed", "id_n", "id_success", "ood_n", "ood_success"))
+    for r in rows:
+        for seed, per in r["seeds"].items():
+            vals = []
+            for key in ("id", "ood"):
+                s = per.get(key)
+                vals += [s["n"], _num(s["success"])] if s else ["", ""]
+            w.writerow([r["env"], r["method"], seed, *vals])
     return buf.getvalue()
 
 

@@ -76,7 +76,8 @@ def test_report_redraws_everything_from_results_json_alone(run, tmp_path):
     alone.mkdir()
     shutil.copy(run / "results.json", alone / "results.json")  # no cells/ folder at all
     written = report_run(alone, measure=False)
-    for name in ("table.md", "table.csv", "table.tex", "difficulty.csv", "difficulty.tex"):
+    for name in ("table.md", "table.csv", "table.tex", "seeds.csv", "difficulty.csv",
+                 "difficulty.tex"):  # fmt: skip
         assert (alone / name).read_text() == (run / name).read_text(), name
         assert alone / name in written
     for fig in ("success", "curves", "difficulty"):
@@ -103,6 +104,23 @@ def test_csv_and_latex_hold_the_numbers_of_the_table(run):
     assert "\\toprule" in tex and "\\midrule" in tex and "\\bottomrule" in tex
     assert "FrozenLake-v0 & zeta & 16.7" in tex and "grpo+il" in tex
     assert "41.7 {\\scriptsize [" in tex
+
+
+def test_rows_run_with_several_seeds_show_each_seed_and_the_spread(run):
+    table = (run / "table.md").read_text()
+    section = table[table.index("## Per seed") :]
+    # grpo+il solves 2 of 6 tasks with seed 0 and 3 of 6 with seed 1, on both panels
+    assert (
+        "| FrozenLake-v0 | grpo+il | 0/1 | 33.3/50.0 | 41.7 ± 11.8 | 33.3/50.0 | 41.7 ± 11.8 |"
+        in (section)
+    )
+    assert "| zeta |" not in section.split("\n\n## ")[0]  # one seed: nothing to spread
+    rows = list(csv.DictReader(io.StringIO((run / "seeds.csv").read_text())))
+    assert [(r["method"], r["seed"], r["id_n"]) for r in rows] == [
+        ("grpo+il", "0", "6"),
+        ("grpo+il", "1", "6"),
+    ]
+    assert float(rows[1]["ood_success"]) == pytest.approx(0.5)
 
 
 def test_difficulty_breakdown_buckets_tasks_by_expert_steps(run):
