@@ -175,9 +175,12 @@ def plan_cells(cfg: BenchConfig, profile: Profile) -> list[Cell]:
                 "use --model tiny or --model PATH"
             )
     sets = parse_sets(cfg.set)
-    unknown = sorted(set(sets) - {m.name for m in methods})
+    unknown = sorted(set(sets) - _set_targets(methods, cfg, profile))
     if unknown:
-        raise ValueError(f"Expect --set for methods being run, actually: {', '.join(unknown)}")
+        raise ValueError(
+            f"Expect --set for methods being run (or run as a starting point by --init), "
+            f"actually: {', '.join(unknown)}"
+        )
     env_ids = cfg.envs or list(profile.envs) or envs.env_ids()
     cells: list[Cell] = []
     for env_id in env_ids:
@@ -193,6 +196,15 @@ def plan_cells(cfg: BenchConfig, profile: Profile) -> list[Cell]:
             for seed in cfg.seeds or profile.seeds:
                 cells += _cells_of(m, env_id, seed, config, cfg, profile, sets)
     return list({c.name: c for c in cells}.values())  # an init cell asked for twice runs once
+
+
+def _set_targets(methods: list[Method], cfg: BenchConfig, profile: Profile) -> set[str]:
+    """Names ``--set`` may configure: the methods run, and the trained inits they start from."""
+    names = {m.name for m in methods}
+    for m in methods:
+        if hasattr(m.config(), "init"):
+            names |= {s for s in cfg.init or profile.inits.get(m.name, ()) if s in METHODS}
+    return names
 
 
 def _cells_of(

@@ -1,3 +1,4 @@
+import dataclasses
 import json
 
 import pytest
@@ -103,8 +104,6 @@ def test_cli_play_human_reads_stdin(monkeypatch, capsys):
 
 
 def test_bench_refuses_to_resume_after_the_profile_budgets_changed(tmp_path, monkeypatch):
-    import dataclasses
-
     from earlyexp.harness import profiles
 
     out = tmp_path / "run"
@@ -128,6 +127,18 @@ def test_profile_overrides_and_set_reject_misspelt_fields():
                               set=["random.batch_sise=2"], out="/nonexistent"))  # fmt: skip
     with pytest.raises(ValueError, match="METHOD.FIELD=VALUE"):
         run_bench(BenchConfig(profile="smoke", methods=["random"], set=["lr=1"]))
+
+
+def test_set_configures_the_init_cell_a_method_starts_from(tmp_path):
+    from earlyexp.harness.bench import plan_cells
+    from earlyexp.harness.profiles import get_profile
+
+    cfg = BenchConfig(profile="quick", envs=CONTROL[:1], methods=["grpo"], init=["il"],
+                      set=["il.threads=1", "grpo.threads=1"], out=str(tmp_path))  # fmt: skip
+    cells = plan_cells(cfg, get_profile("quick"))
+    assert [(c.method.name, c.config.threads) for c in cells] == [("il", 1), ("grpo", 1)]
+    with pytest.raises(ValueError, match="or run as a starting point.*: iwm"):
+        plan_cells(dataclasses.replace(cfg, set=["iwm.threads=1"]), get_profile("quick"))
 
 
 def test_profile_resolves_typed_configs_in_layers():
