@@ -12,12 +12,16 @@ model learns that, on 2 CPU cores, in three stages (each optional):
    window 0). ``--span-every K``: every K-th step instead copies 6 random 16-token spans of
    the row to its end after a marker (loss on the copied tokens after the first two).
    ``--repeat-every K``: every K-th step is a synthetic induction batch (256 tokens drawn
-   from a row, then repeated; loss on the repeat). With ``--repeat-vary`` each batch draws
-   its length (16-199 tokens) and a gap of random tokens before the repeat (0-299), so the
-   copy distance varies and only a content match (an induction head) can predict the repeat;
-   a fixed 256 can be learnt as "copy the token 256 back". After pretraining,
-   ``copy at (length, gap)`` reports the repeat's copy accuracy at four distances, the trained
-   one and three others: it tells the two apart.
+   from a row, then repeated; loss on the repeat). With ``--repeat-vary`` each batch of
+   ``--repeat-rows`` rows draws its length (``--repeat-len``, default 16-199 tokens) and a
+   gap of random tokens before the repeat (``--repeat-gap``, default 0-299), so the copy
+   distance varies and only a content match (an induction head) can predict the repeat; a
+   fixed 256 can be learnt as "copy the token 256 back". ``copy at (length, gap)`` reports
+   the repeat's copy accuracy at six distances, the fixed training's and five others (every
+   ``--probe-every`` steps with ``--repeat-vary``, and after pretraining): it tells the two
+   apart. The number of tokens after which induction heads form is reported to grow with
+   batch size x context (Aoyama et al. 2025, arXiv 2511.16893, fit N = T sqrt(B C)), so
+   few short repeat rows per step may form them in fewer tokens.
 2. **SFT** (``--sft-steps``) on ``--env``: IL's examples (the expert's action after each
    train-stream observation of ``--sft-episodes`` episodes), loss on the reply only, with the
    project's optimizer loop (:class:`~earlyexp.agents.train.loop.Trainer`: AdamW, warmup then
@@ -166,14 +170,26 @@ def repeat_batch(rows: torch.Tensor, g: torch.Generator, half: int = 256, gap: i
     return x, labels
 
 
-def varied_repeat(rows: torch.Tensor, g: torch.Generator):
-    """A repeat batch of random length (16-199) and gap (0-299): the copy distance varies."""
-    half, gap = (int(torch.randint(lo, hi, (1,), generator=g)) for lo, hi in ((16, 200), (0, 300)))
-    return repeat_batch(rows, g, half, gap)
+def varied_repeat(rows: torch.Tensor, g: torch.Generator, args):
+    """A repeat batch of random length and gap (``--repeat-len``, ``--repeat-gap``, ``lo:hi``)."""
+    half, gap = (
+        int(torch.randint(*span_of(text), (1,), generator=g))
+        for text in (args.repeat_len, args.repeat_gap)
+    )
+    return repeat_batch(rows, g, half, gap, n=args.repeat_rows)
 
 
-COPY_PROBES = ((256, 0), (128, 0), (64, 100), (32, 400))
-"""(length, gap) of the copy probes: the fixed-distance training's 256, then three others."""
+def span_of(text: str) -> tuple[int, int]:
+    """``"16:200"`` -> ``(16, 200)`` (``hi`` excluded)."""
+    lo, hi = (int(v) for v in text.split(":"))
+    if not 0 <= lo < hi:
+        raise ValueError(f"Expect lo:hi with 0 <= lo < hi, actually: {text!r}")
+    return lo, hi
+
+
+COPY_PROBES = ((256, 0), (128, 0), (64, 100), (32, 400), (24, 0), (16, 40))
+"""(length, gap) of the copy probes: the fixed-distance training's 256, three other long ones,
+and two short ones (within the range of short ``--repeat-len`` training)."""
 
 
 def repeat_copy(model, rows: torch.Tensor) -> str:
@@ -199,14 +215,17 @@ def pretrain(model, tok, args) -> None:
         x = rows[torch.randint(len(rows), (4,), generator=g)]
         kind, labels = "lm", x
         if args.repeat_every and step % args.repeat_every == 0:
-            batch = varied_repeat(rows, g) if args.repeat_vary else repeat_batch(rows, g)
+            batch = varied_repeat(rows, g, args) if args.repeat_vary else repeat_batch(rows, g)
             (x, labels), kind = batch, "repeat"
         elif args.span_every and step % args.span_every == 0:
             (x, labels), kind = span_batch(x, marker, g), "span"
         loss = loop.step([(x, labels)])["loss"]
-        if step % 200 == 0 or step == args.pretrain_steps - 1:
+        if step % args.probe_every == 0 or step == args.pretrain_steps - 1:
+            copy = (
+                f"; copy at (length, gap): {repeat_copy(model, rows)}" if args.repeat_vary else ""
+            )
             print(f"pretrain step {step} ({kind}) loss {loss:.3f} "
-                  f"{time.perf_counter() - start:.0f} s", flush=True)  # fmt: skip
+                  f"{time.perf_counter() - start:.0f} s{copy}", flush=True)  # fmt: skip
     print(f"pretraining: {args.pretrain_steps} steps in {time.perf_counter() - start:.0f} s")
     if args.repeat_every:
         print(f"copy at (length, gap): {repeat_copy(model, rows)}")
@@ -290,6 +309,9 @@ def main() -> None:
     p.add_argument("--span-every", type=int, default=0, help="every K-th step: span copies")
     p.add_argument("--repeat-every", type=int, default=0, help="every K-th step: repeats")
     p.add_argument("--repeat-vary", action="store_true", help="repeats of varied distance")
+    p.add_argument("--repeat-rows", type=int, default=8, help="rows per repeat batch")
+    p.add_argument("--repeat-len", default="16:200", help="varied repeat length, lo:hi tokens")
+    p.add_argument("--repeat-gap", default="0:300", help="varied gap before the repeat, lo:hi")
     p.add_argument("--sft-steps", type=int, default=0)
     p.add_argument("--sft-episodes", type=int, default=300)
     p.add_argument("--batch-size", type=int, default=16, help="SFT examples per step")
@@ -300,12 +322,13 @@ def main() -> None:
     p.add_argument("--layers", type=int, default=0, help="with --hidden-size (0: the preset's)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--out", default="", help="save the final checkpoint here")
+    p.add_argument("--init", default="", help="start from this saved checkpoint (an --out)")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     with tempfile.TemporaryDirectory() as tmp:
-        path = build_model(Path(tmp), args.pair_ids)
+        path = Path(args.init) if args.init else build_model(Path(tmp), args.pair_ids)
         tok, model = AutoTokenizer.from_pretrained(path), AutoModelForCausalLM.from_pretrained(path)
     if args.hidden_size:
         model = reshaped(model, args.hidden_size, args.layers)
