@@ -173,8 +173,7 @@ def repeat_batch(rows: torch.Tensor, g: torch.Generator, half: int = 256, gap: i
 def varied_repeat(rows: torch.Tensor, g: torch.Generator, args):
     """A repeat batch of random length and gap (``--repeat-len``, ``--repeat-gap``, ``lo:hi``)."""
     half, gap = (
-        int(torch.randint(*span_of(text), (1,), generator=g))
-        for text in (args.repeat_len, args.repeat_gap)
+        int(torch.randint(*span, (1,), generator=g)) for span in (args.repeat_len, args.repeat_gap)
     )
     return repeat_batch(rows, g, half, gap, n=args.repeat_rows)
 
@@ -310,8 +309,10 @@ def main() -> None:
     p.add_argument("--repeat-every", type=int, default=0, help="every K-th step: repeats")
     p.add_argument("--repeat-vary", action="store_true", help="repeats of varied distance")
     p.add_argument("--repeat-rows", type=int, default=8, help="rows per repeat batch")
-    p.add_argument("--repeat-len", default="16:200", help="varied repeat length, lo:hi tokens")
-    p.add_argument("--repeat-gap", default="0:300", help="varied gap before the repeat, lo:hi")
+    p.add_argument("--repeat-len", default="16:200", type=span_of,
+                   help="varied repeat length, lo:hi tokens")  # fmt: skip
+    p.add_argument("--repeat-gap", default="0:300", type=span_of,
+                   help="varied gap before the repeat, lo:hi")  # fmt: skip
     p.add_argument("--sft-steps", type=int, default=0)
     p.add_argument("--sft-episodes", type=int, default=300)
     p.add_argument("--batch-size", type=int, default=16, help="SFT examples per step")

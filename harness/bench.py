@@ -198,12 +198,18 @@ def plan_cells(cfg: BenchConfig, profile: Profile) -> list[Cell]:
     return list({c.name: c for c in cells}.values())  # an init cell asked for twice runs once
 
 
+def _starts(m: Method, config: Any, cfg: BenchConfig, profile: Profile) -> list[str]:
+    """Where a method with an ``init`` field starts: ``--init``, the profile's, or its config's."""
+    return list(cfg.init or profile.inits.get(m.name) or [config.init])
+
+
 def _set_targets(methods: list[Method], cfg: BenchConfig, profile: Profile) -> set[str]:
     """Names ``--set`` may configure: the methods run, and the trained inits they start from."""
     names = {m.name for m in methods}
     for m in methods:
-        if hasattr(m.config(), "init"):
-            names |= {s for s in cfg.init or profile.inits.get(m.name, ()) if s in METHODS}
+        config = m.config()
+        if hasattr(config, "init"):
+            names |= {s for s in _starts(m, config, cfg, profile) if s in METHODS}
     return names
 
 
@@ -215,7 +221,7 @@ def _cells_of(
     if not hasattr(config, "init"):
         return [Cell(m, env_id, seed, config)]
     out: list[Cell] = []
-    for start in cfg.init or profile.inits.get(m.name) or [config.init]:
+    for start in _starts(m, config, cfg, profile):
         init = None
         if start in METHODS and METHODS[start].trains:
             im = METHODS[start]

@@ -100,16 +100,21 @@ def summary_rows(cells: list[CellResult]) -> list[dict[str, Any]]:
         if cell.status != "done":
             errors[key] = cell.error or "not finished"
         pooled[key] += cell.episodes
-    rows = []
-    for (env, method), recs in pooled.items():
-        ids = summarize([r for r in recs if r.split == "test"])
-        ood = summarize([r for r in recs if r.split == "ood"])
-        rows.append({
-            "env": env, "method": method, "seeds": sorted(seeds[(env, method)]),
-            "id": asdict(ids) if ids else None, "ood": asdict(ood) if ood else None,
-            "error": errors.get((env, method)), "seconds": round(seconds[(env, method)], 1),
-        })  # fmt: skip
-    return rows
+    return [
+        {"env": env, "method": method, "seeds": sorted(seeds[(env, method)]),
+         **split_summaries(recs),
+         "error": errors.get((env, method)), "seconds": round(seconds[(env, method)], 1)}
+        for (env, method), recs in pooled.items()
+    ]  # fmt: skip
+
+
+def split_summaries(records: list[EpisodeRecord]) -> dict[str, dict[str, Any] | None]:
+    """``{"id": ..., "ood": ...}``: the :class:`SplitSummary` of the test and ood episodes as dicts."""
+    out: dict[str, dict[str, Any] | None] = {}
+    for key, split in (("id", "test"), ("ood", "ood")):
+        s = summarize([r for r in records if r.split == split])
+        out[key] = asdict(s) if s else None
+    return out
 
 
 def seed_rows(cells: list[CellResult]) -> list[dict[str, Any]]:
@@ -122,11 +127,7 @@ def seed_rows(cells: list[CellResult]) -> list[dict[str, Any]]:
     for cell in cells:
         if cell.status != "done":
             continue
-        per = {}
-        for key, split in (("id", "test"), ("ood", "ood")):
-            s = summarize([r for r in cell.episodes if r.split == split])
-            per[key] = asdict(s) if s else None
-        by_row[(cell.env, cell.method)][cell.seed] = per
+        by_row[(cell.env, cell.method)][cell.seed] = split_summaries(cell.episodes)
     return [
         {"env": env, "method": method, "seeds": dict(sorted(seeds.items()))}
         for (env, method), seeds in by_row.items()
