@@ -25,7 +25,8 @@ model learns that, on 2 CPU cores, in three stages (each optional):
 2. **SFT** (``--sft-steps``) on ``--env``: IL's examples (the expert's action after each
    train-stream observation of ``--sft-episodes`` episodes), loss on the reply only, with the
    project's optimizer loop (:class:`~earlyexp.agents.train.loop.Trainer`: AdamW, warmup then
-   cosine, clipping).
+   cosine, clipping). ``--window N`` keeps N earlier turns in the SFT and probe prompts (the
+   quick profile gives WebShop 1: its item page does not show the chosen options).
 3. **Probes**, on 20 held-out train-stream episodes (seeds 90,000 on; the test and ood panels
    are never read): the share of expert replies that greedy decoding would emit exactly
    (teacher-forced: every reply token is the argmax), per action kind; for WebShop, the
@@ -60,7 +61,13 @@ import earlyexp.agents.backends.tiny as tiny
 import earlyexp.envs  # noqa: F401
 from earlyexp.agents.backends.scripted import random_action
 from earlyexp.agents.chat import ChatEncoder
-from earlyexp.agents.prompting import PromptConfig, format_action, system_prompt, user_message
+from earlyexp.agents.prompting import (
+    PromptConfig,
+    conversation,
+    format_action,
+    system_prompt,
+    user_message,
+)
 from earlyexp.agents.train.batch import TrainBatch
 from earlyexp.agents.train.loop import TrainConfig, Trainer
 from earlyexp.agents.train.losses import masked_lm_loss, sft_loss
@@ -89,20 +96,22 @@ def build_model(out: Path, pair_ids: bool) -> Path:
     return out
 
 
-def episodes(env_id: str, seed0: int, n: int, p_random: float, rng: np.random.Generator):
+def episodes(env_id: str, seed0: int, n: int, p_random: float, rng: np.random.Generator,
+             prompt: PromptConfig = PROMPT):  # fmt: skip
     """Yield (messages, action, info) for every step of ``n`` train-stream episodes."""
     env = gym.make(env_id)
     try:
         for ep in range(n):
             obs, info = env.reset(seed=seed0 + ep, options={"split": "train"})
-            system, done = system_prompt(info["task"], ""), False
+            system, turns, done = system_prompt(info["task"], ""), [], False
             while not done:
                 expert = env.unwrapped.expert_action()  # type: ignore[attr-defined]
                 action = (random_action(info.get("available_actions") or [], rng)
                           if rng.random() < p_random else expert)  # fmt: skip
-                messages = [{"role": "system", "content": system},
-                            {"role": "user", "content": user_message(obs, info, PROMPT)},
-                            {"role": "assistant", "content": format_action(action)}]  # fmt: skip
+                user, reply = user_message(obs, info, prompt), format_action(action)
+                messages = [*conversation(system, turns, user, prompt.window),
+                            {"role": "assistant", "content": reply}]  # fmt: skip
+                turns.append((user, reply))
                 yield messages, action, info
                 obs, _, term, trunc, info = env.step(action)
                 done = term or trunc
@@ -253,7 +262,7 @@ def id_copy(model, tok, held_messages: list) -> str:
     right, seen = np.zeros(10), np.zeros(10)
     with torch.no_grad():
         for messages, _, _ in held_messages:
-            text = messages[1]["content"]
+            text = messages[-2]["content"]  # the current user turn
             if "click[B0" not in text:
                 continue
             start = text.index("Available actions:")
@@ -271,7 +280,10 @@ def id_copy(model, tok, held_messages: list) -> str:
 
 def sft(model, tok, args, held: list, enc: ChatEncoder) -> None:
     rng = np.random.default_rng(0)
-    train = [encoded(enc, m) for m, _, _ in episodes(args.env, 0, args.sft_episodes, 0.0, rng)]
+    prompt = replace(PROMPT, window=args.window)
+    train = [
+        encoded(enc, m) for m, _, _ in episodes(args.env, 0, args.sft_episodes, 0.0, rng, prompt)
+    ]
     loop = trainer(model, sft_loss, args.sft_steps, args.lr, 0.1, "sft")
     start = time.perf_counter()
     print(f"sft: {len(train)} examples of {args.env}")
@@ -316,6 +328,7 @@ def main() -> None:
     p.add_argument("--sft-steps", type=int, default=0)
     p.add_argument("--sft-episodes", type=int, default=300)
     p.add_argument("--batch-size", type=int, default=16, help="SFT examples per step")
+    p.add_argument("--window", type=int, default=0, help="SFT and probe prompts: turns of history")
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--probe-every", type=int, default=200)
     p.add_argument("--pair-ids", action="store_true", help="2-character product-id tokens")
@@ -337,7 +350,9 @@ def main() -> None:
           f"vocabulary {len(tok)}")  # fmt: skip
     enc = ChatEncoder(tok)
     rng = np.random.default_rng(1)
-    held_messages = list(episodes(args.env, HELD_OUT_SEED, 20, 0.0, rng))
+    held_messages = list(
+        episodes(args.env, HELD_OUT_SEED, 20, 0.0, rng, replace(PROMPT, window=args.window))
+    )
     held = [(*encoded(enc, m), a) for m, a, _ in held_messages]
     if args.pretrain_steps:
         pretrain(model, tok, args)

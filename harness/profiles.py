@@ -156,6 +156,11 @@ PROFILES: dict[str, Profile] = {
                 # The text envs get small budgets: within minutes the tiny model learns the
                 # action format, not yet the copying from the page that they need.
                 Override(LLMConfig, {"window": 0}, envs=(*TEXT_ENVS, FLIGHTS)),
+                # but WebShop's text pages do not mark the chosen options: with no history the
+                # item page reads the same before and after each option click, and a greedy
+                # policy loops or buys early (every train goal has options). One turn of
+                # history tells the steps apart (tests/harness/test_profile_prompts.py).
+                Override(LLMConfig, {"window": 1}, envs=(WEBSHOP,)),
                 Override(LLMConfig, {"eval_tasks": 10}, envs=(WEBSHOP, TOOLCALL)),
                 Override(LLMConfig, {"eval_tasks": 20}, envs=(SEARCHQA,)),
                 Override(LearnerConfig, {"train_episodes": 100, "steps": 100}, envs=TEXT_ENVS),
