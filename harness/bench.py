@@ -350,13 +350,29 @@ def _finished(path: Path, cell: Cell) -> CellResult | None:
     if prev is None or prev.status != "done":
         return None
     now = json.loads(json.dumps(asdict(cell.config)))
-    if prev.config != now:
+    if _with_new_defaults(prev.config, cell.config) != now:
         changed = sorted(k for k in set(now) | set(prev.config) if now.get(k) != prev.config.get(k))
         raise ValueError(
             f"Expect the same config as the finished cell {cell.name} being resumed, actually "
             f"changed: {', '.join(changed)}; pass --fresh or another --out"
         )
     return prev
+
+
+def _with_new_defaults(recorded: dict[str, Any], config: Any) -> dict[str, Any]:
+    """``recorded`` plus the default of each field of ``config`` added since it was written.
+
+    A field added to a method's config keeps the earlier behaviour at its default, so a
+    cell finished before the field existed resumes while the field is left at its default.
+    """
+    added = {}
+    for f in dataclasses.fields(config):
+        if f.name not in recorded:
+            if f.default is not dataclasses.MISSING:
+                added[f.name] = f.default
+            elif f.default_factory is not dataclasses.MISSING:
+                added[f.name] = f.default_factory()
+    return {**recorded, **json.loads(json.dumps(added))}
 
 
 def _clear_run(out: Path) -> None:

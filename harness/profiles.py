@@ -161,6 +161,9 @@ PROFILES: dict[str, Profile] = {
                 # policy loops or buys early (every train goal has options). One turn of
                 # history tells the steps apart (tests/harness/test_profile_prompts.py).
                 Override(LLMConfig, {"window": 1}, envs=(WEBSHOP,)),
+                # the text envs' prompts reach ~1,100 (ToolCall) to ~1,450 (WebShop) tokens:
+                # SFT trains on them whole
+                Override(LearnerConfig, {"max_len": 2048}, envs=TEXT_ENVS),
                 Override(LLMConfig, {"eval_tasks": 10}, envs=(WEBSHOP, TOOLCALL)),
                 Override(LLMConfig, {"eval_tasks": 20}, envs=(SEARCHQA,)),
                 Override(LearnerConfig, {"train_episodes": 100, "steps": 100}, envs=TEXT_ENVS),
@@ -217,6 +220,8 @@ PROFILES: dict[str, Profile] = {
                 # as in quick: Sokoban's boards need more expert episodes (with 2,000, IL on
                 # seed 0 solved 36.4% / 15.8%, below quick's 58% / 17% with 4,000)
                 Override(LearnerConfig, {"train_episodes": 4000}, envs=(SOKOBAN,)),
+                # two turns of history: prompts up to ~1,850 tokens (WebShop), trained whole
+                Override(LearnerConfig, {"max_len": 2048}, envs=TEXT_ENVS),
                 Override(SB3Config, {"steps": 500_000}),
             ),
         ),

@@ -67,6 +67,11 @@ class LearnerConfig(LLMConfig):
     """Peak learning rate (AdamW, warmup then cosine decay)."""
     sft_batch_size: int = 16
     """Examples per optimizer step."""
+    max_len: int = 1024
+    """SFT examples longer than this keep their last max_len tokens. The policy's prompts
+    are never cut, so an env whose prompts run longer needs more: WebShop with a turn of
+    history reaches about 1,800 tokens, and past the trained length the tiny model's replies
+    come out garbled."""
     checkpoint_every: int = 500
     """Save the training state every this many steps (0: never); a killed cell resumes there."""
 
@@ -175,7 +180,8 @@ def sft_stage(
 
     sft = SFTConfig(
         steps=steps, batch_size=config.sft_batch_size, lr=config.lr, seed=seed,
-        checkpoint_every=config.checkpoint_every, state_dir=str(state_dir),
+        max_len=config.max_len, checkpoint_every=config.checkpoint_every,
+        state_dir=str(state_dir),
     )  # fmt: skip
     return sft_on_conversations(net, tokenizer, conversations, sft)
 

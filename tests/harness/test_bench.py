@@ -53,6 +53,35 @@ def test_bench_refuses_to_mix_configs(tmp_path):
         )
 
 
+def test_a_cell_written_before_a_config_field_existed_resumes_at_its_default(tmp_path, monkeypatch):
+    from earlyexp.harness import bench
+
+    out = tmp_path / "run"
+    cfg = BenchConfig(profile="smoke", envs=CONTROL[:1], methods=["random"], out=str(out))
+    run_bench(cfg)
+    (path,) = (out / "cells").glob("*.json")
+    record = json.loads(path.read_text())
+    config = get_method_config("random")
+    name = next(f.name for f in dataclasses.fields(config)
+                if record["config"][f.name] == getattr(config, f.name))  # fmt: skip
+    del record["config"][name]  # as an earlier version wrote it
+    path.write_text(json.dumps(record))
+    calls = []
+    monkeypatch.setattr(bench, "run_cell", lambda *a, **k: calls.append(a) or {})
+    run_bench(cfg)
+    assert calls == []
+    record["config"][name] = "another value"  # a recorded value still has to match
+    path.write_text(json.dumps(record))
+    with pytest.raises(ValueError, match=name):
+        run_bench(cfg)
+
+
+def get_method_config(name: str):
+    from earlyexp.agents.methods import get_method
+
+    return get_method(name).config()
+
+
 def test_fresh_deletes_the_cells_of_the_earlier_run(tmp_path):
     out = tmp_path / "run"
     run_bench(BenchConfig(profile="smoke", envs=CONTROL[:1], methods=["random"], out=str(out)))
@@ -150,6 +179,7 @@ def test_profile_resolves_typed_configs_in_layers():
     assert (fl.window, fl.max_new_tokens, fl.steps, fl.threads) == (0, 8, 3000, 2)  # tag, profile
     ws = quick.config_for(il, "EarlyExp/WebShop-v0", {"lr": 0.01})
     assert (ws.eval_tasks, ws.steps, ws.max_new_tokens, ws.lr) == (10, 100, 32, 0.01)
+    assert (ws.window, ws.max_len, fl.max_len) == (1, 2048, 1024)
     fb = quick.config_for(get_method("expert"), "EarlyExp/FlightBooking-v0")
     assert fb.eval_tasks == 10 and quick.config_for(il, "EarlyExp/FlightBooking-v0").eval_tasks == 3
 
