@@ -350,8 +350,9 @@ def _finished(path: Path, cell: Cell) -> CellResult | None:
     if prev is None or prev.status != "done":
         return None
     now = json.loads(json.dumps(asdict(cell.config)))
-    if _with_new_defaults(prev.config, cell.config) != now:
-        changed = sorted(k for k in set(now) | set(prev.config) if now.get(k) != prev.config.get(k))
+    recorded = _with_new_defaults(prev.config, cell.config)
+    if recorded != now:
+        changed = sorted(k for k in set(now) | set(recorded) if now.get(k) != recorded.get(k))
         raise ValueError(
             f"Expect the same config as the finished cell {cell.name} being resumed, actually "
             f"changed: {', '.join(changed)}; pass --fresh or another --out"

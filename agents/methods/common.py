@@ -69,9 +69,9 @@ class LearnerConfig(LLMConfig):
     """Examples per optimizer step."""
     max_len: int = 1024
     """SFT examples longer than this keep their last max_len tokens. The policy's prompts
-    are never cut, so an env whose prompts run longer needs more: WebShop with a turn of
-    history reaches about 1,800 tokens, and past the trained length the tiny model's replies
-    come out garbled."""
+    are never cut, so an env whose prompts run longer needs more (WebShop's reach about 1,450
+    tokens with one turn of history, 1,850 with two): past the trained length the tiny
+    model's replies come out garbled."""
     checkpoint_every: int = 500
     """Save the training state every this many steps (0: never); a killed cell resumes there."""
 
