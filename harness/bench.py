@@ -349,15 +349,42 @@ def _finished(path: Path, cell: Cell) -> CellResult | None:
     prev = _read_cell(path, cell)
     if prev is None or prev.status != "done":
         return None
-    now = json.loads(json.dumps(asdict(cell.config)))
-    recorded = _with_new_defaults(prev.config, cell.config)
-    if recorded != now:
-        changed = sorted(k for k in set(now) | set(recorded) if now.get(k) != recorded.get(k))
+    changed = _changed_fields(prev.config, cell.config)
+    if changed:
         raise ValueError(
             f"Expect the same config as the finished cell {cell.name} being resumed, actually "
             f"changed: {', '.join(changed)}; pass --fresh or another --out"
         )
     return prev
+
+
+def _changed_fields(recorded: dict[str, Any], config: Any) -> list[str]:
+    """The fields of ``config`` whose values differ from the ``recorded`` ones."""
+    now = json.loads(json.dumps(asdict(config)))
+    recorded = _with_new_defaults(recorded, config)
+    return sorted(k for k in set(now) | set(recorded) if now.get(k) != recorded.get(k))
+
+
+def _claim_cell_dir(cell_dir: Path, cell: Cell) -> None:
+    """Record which config the work in ``cell_dir`` is for; refuse to resume another's.
+
+    A killed cell leaves its training state and data there, and the method resumes from
+    them: under a changed config that would mix two configs in one result.
+    """
+    path = cell_dir / "cell_config.json"
+    if path.exists():
+        try:
+            recorded = json.loads(path.read_bytes())
+        except (OSError, ValueError):
+            recorded = None
+        changed = _changed_fields(recorded, cell.config) if isinstance(recorded, dict) else []
+        if changed:
+            raise ValueError(
+                f"Expect the same config as the interrupted cell {cell.name}, whose partial "
+                f"work is in {cell_dir}, actually changed: {', '.join(changed)}; pass --fresh, "
+                f"another --out, or delete that folder"
+            )
+    _write_json(path, asdict(cell.config))
 
 
 def _with_new_defaults(recorded: dict[str, Any], config: Any) -> dict[str, Any]:
@@ -388,6 +415,7 @@ def run_cell(cell: Cell, cfg: BenchConfig, out: Path) -> CellResult:
     """Run one cell (status ``done`` or ``error``: a failed cell must not lose the others)."""
     cell_dir = out / "cells" / cell.name
     cell_dir.mkdir(parents=True, exist_ok=True)
+    _claim_cell_dir(cell_dir, cell)
     result = CellResult(cell.label, cell.env_id, cell.seed, asdict(cell.config))
     pool = PoolConfig(cfg.workers, cfg.ray_address or None)
     start, cpu_start = time.perf_counter(), time.process_time()

@@ -76,6 +76,22 @@ def test_a_cell_written_before_a_config_field_existed_resumes_at_its_default(tmp
         run_bench(cfg)
 
 
+def test_an_interrupted_cell_resumes_only_under_its_own_config(tmp_path):
+    out = tmp_path / "run"
+    cfg = BenchConfig(profile="smoke", envs=CONTROL[:1], methods=["random"], out=str(out))
+    run_bench(cfg)
+    (path,) = (out / "cells").glob("*.json")
+    path.unlink()  # as if killed: the folder keeps its work, no result was written
+    claimed = out / "cells" / path.stem / "cell_config.json"
+    record = json.loads(claimed.read_text())
+    run_bench(cfg)  # the same config: the cell runs again in its folder
+    assert path.exists()
+    path.unlink()
+    claimed.write_text(json.dumps({**record, "eval_tasks": record["eval_tasks"] + 1}))
+    with pytest.raises(ValueError, match="interrupted cell .* changed: eval_tasks"):
+        run_bench(cfg)
+
+
 def get_method_config(name: str):
     from earlyexp.agents.methods import get_method
 
