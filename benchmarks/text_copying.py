@@ -26,7 +26,9 @@ model learns that, on 2 CPU cores, in three stages (each optional):
    train-stream observation of ``--sft-episodes`` episodes), loss on the reply only, with the
    project's optimizer loop (:class:`~earlyexp.agents.train.loop.Trainer`: AdamW, warmup then
    cosine, clipping). ``--window N`` keeps N earlier turns in the SFT and probe prompts (the
-   quick profile gives WebShop 1: its item page does not show the chosen options).
+   quick profile gives WebShop 1: its item page does not show the chosen options), and
+   ``--max-len`` tokens of each (the bench's text envs: 2,048; prompts longer than the
+   trained length garble the replies).
 3. **Probes**, on 20 held-out train-stream episodes (seeds 90,000 on; the test and ood panels
    are never read): the share of expert replies that greedy decoding would emit exactly
    (teacher-forced: every reply token is the argmax), per action kind; for WebShop, the
@@ -119,9 +121,9 @@ def episodes(env_id: str, seed0: int, n: int, p_random: float, rng: np.random.Ge
         env.close()
 
 
-def encoded(enc: ChatEncoder, messages) -> tuple[list[int], list[int]]:
+def encoded(enc: ChatEncoder, messages, limit: int = ROW) -> tuple[list[int], list[int]]:
     ids, mask = enc.encode(messages, "last")
-    return ids[-ROW:], mask[-ROW:]
+    return ids[-limit:], mask[-limit:]
 
 
 def trainer(model, loss_fn, steps: int, lr: float, warmup: float, desc: str) -> Trainer:
@@ -282,7 +284,8 @@ def sft(model, tok, args, held: list, enc: ChatEncoder) -> None:
     rng = np.random.default_rng(0)
     prompt = replace(PROMPT, window=args.window)
     train = [
-        encoded(enc, m) for m, _, _ in episodes(args.env, 0, args.sft_episodes, 0.0, rng, prompt)
+        encoded(enc, m, args.max_len)
+        for m, _, _ in episodes(args.env, 0, args.sft_episodes, 0.0, rng, prompt)
     ]
     loop = trainer(model, sft_loss, args.sft_steps, args.lr, 0.1, "sft")
     start = time.perf_counter()
@@ -329,6 +332,8 @@ def main() -> None:
     p.add_argument("--sft-episodes", type=int, default=300)
     p.add_argument("--batch-size", type=int, default=16, help="SFT examples per step")
     p.add_argument("--window", type=int, default=0, help="SFT and probe prompts: turns of history")
+    p.add_argument("--max-len", type=int, default=ROW,
+                   help="SFT and probe examples keep their last N tokens")  # fmt: skip
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--probe-every", type=int, default=200)
     p.add_argument("--pair-ids", action="store_true", help="2-character product-id tokens")
@@ -353,7 +358,7 @@ def main() -> None:
     held_messages = list(
         episodes(args.env, HELD_OUT_SEED, 20, 0.0, rng, replace(PROMPT, window=args.window))
     )
-    held = [(*encoded(enc, m), a) for m, a, _ in held_messages]
+    held = [(*encoded(enc, m, args.max_len), a) for m, a, _ in held_messages]
     if args.pretrain_steps:
         pretrain(model, tok, args)
     print(f"exact after pretraining: {probe(model, enc, held)}")
