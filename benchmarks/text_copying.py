@@ -280,9 +280,8 @@ def id_copy(model, tok, held_messages: list) -> str:
     return " ".join(f"{r / s:.2f}" for r, s in zip(right, seen, strict=True) if s)
 
 
-def sft(model, tok, args, held: list, enc: ChatEncoder) -> None:
+def sft(model, tok, args, held: list, enc: ChatEncoder, prompt: PromptConfig) -> None:
     rng = np.random.default_rng(0)
-    prompt = replace(PROMPT, window=args.window)
     train = [
         encoded(enc, m, args.max_len)
         for m, _, _ in episodes(args.env, 0, args.sft_episodes, 0.0, rng, prompt)
@@ -355,9 +354,8 @@ def main() -> None:
           f"vocabulary {len(tok)}")  # fmt: skip
     enc = ChatEncoder(tok)
     rng = np.random.default_rng(1)
-    held_messages = list(
-        episodes(args.env, HELD_OUT_SEED, 20, 0.0, rng, replace(PROMPT, window=args.window))
-    )
+    prompt = replace(PROMPT, window=args.window)  # the SFT and probe prompts
+    held_messages = list(episodes(args.env, HELD_OUT_SEED, 20, 0.0, rng, prompt))
     held = [(*encoded(enc, m, args.max_len), a) for m, a, _ in held_messages]
     if args.pretrain_steps:
         pretrain(model, tok, args)
@@ -365,7 +363,7 @@ def main() -> None:
     if "WebShop" in args.env:
         print(f"id characters copied in the action list: {id_copy(model, tok, held_messages)}")
     if args.sft_steps:
-        sft(model, tok, args, held, enc)
+        sft(model, tok, args, held, enc, prompt)
     if args.out:
         model.save_pretrained(args.out)
         tok.save_pretrained(args.out)
