@@ -55,30 +55,29 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-import gymnasium as gym
 import numpy as np
 import torch
 
 import earlyexp.agents.backends.tiny as tiny
-import earlyexp.envs  # noqa: F401
-from earlyexp.agents.backends.scripted import random_action
-from earlyexp.agents.chat import ChatEncoder
-from earlyexp.agents.prompting import (
-    PromptConfig,
-    conversation,
-    format_action,
-    system_prompt,
-    user_message,
+from earlyexp.agents.backends.pretrain import (
+    PROMPT,
+    PretrainSpec,
+    PretrainStage,
+    packed_rows,
+    repeat_batch,
+    train_messages,
+    varied_repeat,
 )
+from earlyexp.agents.chat import ChatEncoder
+from earlyexp.agents.prompting import PromptConfig
 from earlyexp.agents.train.batch import TrainBatch
 from earlyexp.agents.train.loop import TrainConfig, Trainer
 from earlyexp.agents.train.losses import masked_lm_loss, sft_loss
 
 TEXT_ENVS = "EarlyExp/WebShop-v0,EarlyExp/SearchQA-v0,EarlyExp/ToolCall-v0"
-ROW, HELD_OUT_SEED = 1024, 90_000
+ROW, HELD_OUT_SEED = 1024, 90_000  # ROW: as the base preset's corpus rows
 PAIR_IDS = (r"B0(?=[A-Z0-9]{8}(?![A-Za-z0-9]))"
             r"|(?<=B0|B0[A-Z0-9]{2}|B0[A-Z0-9]{4}|B0[A-Z0-9]{6})[A-Z0-9]{2}")  # fmt: skip
-PROMPT = PromptConfig(window=0, action_help=False)  # the tiny model's prompts in the bench
 
 
 def build_model(out: Path, pair_ids: bool) -> Path:
@@ -96,29 +95,6 @@ def build_model(out: Path, pair_ids: bool) -> Path:
     finally:
         tiny.corpus, tiny.PRETOKENIZE = corpus, pretokenize  # type: ignore[assignment]
     return out
-
-
-def episodes(env_id: str, seed0: int, n: int, p_random: float, rng: np.random.Generator,
-             prompt: PromptConfig = PROMPT):  # fmt: skip
-    """Yield (messages, action, info) for every step of ``n`` train-stream episodes."""
-    env = gym.make(env_id)
-    try:
-        for ep in range(n):
-            obs, info = env.reset(seed=seed0 + ep, options={"split": "train"})
-            system, turns, done = system_prompt(info["task"], ""), [], False
-            while not done:
-                expert = env.unwrapped.expert_action()  # type: ignore[attr-defined]
-                action = (random_action(info.get("available_actions") or [], rng)
-                          if rng.random() < p_random else expert)  # fmt: skip
-                user, reply = user_message(obs, info, prompt), format_action(action)
-                messages = [*conversation(system, turns, user, prompt.window),
-                            {"role": "assistant", "content": reply}]  # fmt: skip
-                turns.append((user, reply))
-                yield messages, action, info
-                obs, _, term, trunc, info = env.step(action)
-                done = term or trunc
-    finally:
-        env.close()
 
 
 def encoded(enc: ChatEncoder, messages, limit: int = ROW) -> tuple[list[int], list[int]]:
@@ -142,13 +118,19 @@ def greedy_hits(model, x: torch.Tensor, labelled: torch.Tensor) -> torch.Tensor:
     return pred[labelled] == x[:, 1:][labelled]
 
 
-def packed_rows(enc: ChatEncoder, args, rng: np.random.Generator) -> torch.Tensor:
-    seqs = [encoded(enc, m)[0] for env_id in args.pretrain_envs.split(",")
-            for m, _, _ in episodes(env_id, 10_000, args.pretrain_episodes, args.p_random, rng)]  # fmt: skip
-    flat = np.concatenate([np.array(seqs[i]) for i in rng.permutation(len(seqs))])
-    rows = torch.tensor(flat[: len(flat) // ROW * ROW].reshape(-1, ROW))
-    print(f"pretraining corpus: {len(seqs)} examples, {len(flat):,} tokens, {len(rows)} rows")
+def corpus_rows(tok, args, rng: np.random.Generator) -> torch.Tensor:
+    spec = PretrainSpec(stages=(stage_of(args),), envs=tuple(args.pretrain_envs.split(",")),
+                        episodes=args.pretrain_episodes, p_random=args.p_random)  # fmt: skip
+    rows = packed_rows(tok, spec, rng)
+    print(f"pretraining corpus: {rows.numel():,} tokens, {len(rows)} rows")
     return rows
+
+
+def stage_of(args) -> PretrainStage:
+    """The pretraining stage of the command line (its repeat settings)."""
+    return PretrainStage(steps=max(1, args.pretrain_steps), lr=args.lr,
+                         repeat_every=args.repeat_every, repeat_rows=args.repeat_rows,
+                         repeat_len=args.repeat_len, repeat_gap=args.repeat_gap)  # fmt: skip
 
 
 def span_batch(x: torch.Tensor, marker: int, g: torch.Generator):
@@ -164,29 +146,6 @@ def span_batch(x: torch.Tensor, marker: int, g: torch.Generator):
             x[r, at + 1 : at + 1 + length] = x[r, p : p + length]
             labels[r, at + 3 : at + 1 + length] = x[r, at + 3 : at + 1 + length]
     return x, labels
-
-
-def repeat_batch(rows: torch.Tensor, g: torch.Generator, half: int = 256, gap: int = 0, n: int = 8):
-    """Synthetic induction rows: ``half`` tokens drawn from a corpus row, ``gap`` more, the repeat.
-
-    Loss on the repeat after its first token.
-    """
-    x = torch.empty(n, 2 * half + gap, dtype=torch.long)
-    for r in range(n):
-        src = rows[int(torch.randint(len(rows), (1,), generator=g))]
-        part, filler = (src[torch.randint(ROW, (k,), generator=g)] for k in (half, gap))
-        x[r] = torch.cat([part, filler, part])
-    labels = x.clone()
-    labels[:, : half + gap + 1] = -100
-    return x, labels
-
-
-def varied_repeat(rows: torch.Tensor, g: torch.Generator, args):
-    """A repeat batch of random length and gap (``--repeat-len``, ``--repeat-gap``, ``lo:hi``)."""
-    half, gap = (
-        int(torch.randint(*span, (1,), generator=g)) for span in (args.repeat_len, args.repeat_gap)
-    )
-    return repeat_batch(rows, g, half, gap, n=args.repeat_rows)
 
 
 def span_of(text: str) -> tuple[int, int]:
@@ -208,7 +167,7 @@ def repeat_copy(model, rows: torch.Tensor) -> str:
     model.eval()
     with torch.no_grad():
         for half, gap in COPY_PROBES:
-            x, labels = repeat_batch(rows, g, half, gap, n=16)
+            x, labels = repeat_batch(rows, g, half, gap, 16)
             hits = greedy_hits(model, x, labels[:, 1:] != -100)
             out.append(f"({half}, {gap}) {hits.float().mean().item():.2f}")
     model.train()
@@ -217,7 +176,7 @@ def repeat_copy(model, rows: torch.Tensor) -> str:
 
 def pretrain(model, tok, args) -> None:
     rng, g = np.random.default_rng(0), torch.Generator().manual_seed(0)
-    rows = packed_rows(ChatEncoder(tok), args, rng)
+    rows = corpus_rows(tok, args, rng)
     marker = tok.convert_tokens_to_ids("<|user|>")
     loop = trainer(model, lm_loss, args.pretrain_steps, args.lr, 0.05, "pretrain")
     start = time.perf_counter()
@@ -225,7 +184,8 @@ def pretrain(model, tok, args) -> None:
         x = rows[torch.randint(len(rows), (4,), generator=g)]
         kind, labels = "lm", x
         if args.repeat_every and step % args.repeat_every == 0:
-            batch = varied_repeat(rows, g, args) if args.repeat_vary else repeat_batch(rows, g)
+            batch = (varied_repeat(rows, g, stage_of(args)) if args.repeat_vary
+                     else repeat_batch(rows, g, 256, 0, 8))  # fmt: skip
             (x, labels), kind = batch, "repeat"
         elif args.span_every and step % args.span_every == 0:
             (x, labels), kind = span_batch(x, marker, g), "span"
@@ -284,7 +244,7 @@ def sft(model, tok, args, held: list, enc: ChatEncoder, prompt: PromptConfig) ->
     rng = np.random.default_rng(0)
     train = [
         encoded(enc, m, args.max_len)
-        for m, _, _ in episodes(args.env, 0, args.sft_episodes, 0.0, rng, prompt)
+        for m, _, _ in train_messages(args.env, 0, args.sft_episodes, 0.0, rng, prompt)
     ]
     loop = trainer(model, sft_loss, args.sft_steps, args.lr, 0.1, "sft")
     start = time.perf_counter()
@@ -355,7 +315,7 @@ def main() -> None:
     enc = ChatEncoder(tok)
     rng = np.random.default_rng(1)
     prompt = replace(PROMPT, window=args.window)  # the SFT and probe prompts
-    held_messages = list(episodes(args.env, HELD_OUT_SEED, 20, 0.0, rng, prompt))
+    held_messages = list(train_messages(args.env, HELD_OUT_SEED, 20, 0.0, rng, prompt))
     held = [(*encoded(enc, m, args.max_len), a) for m, a, _ in held_messages]
     if args.pretrain_steps:
         pretrain(model, tok, args)

@@ -13,6 +13,10 @@ Pre-tokenization keeps board rows readable: runs of capitals split into single l
 then mapped ByteLevel-style so any text round-trips. ``<action>`` and ``</action>`` are single
 tokens. Chat turns are ``<|role|>``, a newline, the content, ``<|end|>``; ``<|end|>`` is the eos token.
 
+The ``base`` preset (``--model tiny:base``) is ``tiny`` pretrained, before it is saved, to
+copy from its context (:mod:`~earlyexp.agents.backends.pretrain`): about 16 min once on 2
+cores, where ``tiny`` takes 20-40 s.
+
 Checkpoints are cached in ``$EARLYEXP_CACHE/tiny/<name>-<hash>`` (default
 ``~/.cache/earlyexp``), written to a temporary folder and renamed into place.
 """
@@ -30,6 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
+from earlyexp.agents.backends.pretrain import BASE, PretrainSpec
 from earlyexp.agents.backends.scripted import random_action
 from earlyexp.agents.prompting import (
     ACTION_CLOSE,
@@ -72,6 +77,8 @@ class TinySpec:
         envs: env ids whose text trains the tokenizer (empty: every registered id).
         episodes: train-stream episodes per env in the corpus.
         seed: seeds the corpus episodes and the weight initialization.
+        pretrain: pretraining of the fresh model before it is saved
+            (:mod:`~earlyexp.agents.backends.pretrain`; None: the weights stay random).
     """
 
     vocab_size: int = 2048
@@ -83,6 +90,7 @@ class TinySpec:
     envs: tuple[str, ...] = field(default_factory=tuple)
     episodes: int = 24
     seed: int = 0
+    pretrain: PretrainSpec | None = None
 
     def __post_init__(self) -> None:
         if self.hidden_size % self.num_heads:
@@ -115,6 +123,9 @@ PRESETS: dict[str, TinySpec] = {
     # std makes attention nearly uniform, so positions barely reach the loss; std 0.1 (about
     # 0.8 / sqrt(width)) left the plateau within ~600 steps: FrozenLake 80%, Sokoban 44%.
     "tiny": TinySpec(envs=TINY_ENVS),
+    # ``tiny`` pretrained to copy from its context (induction heads) on the text envs' train
+    # stream, for the envs whose replies copy from the page (issue 20): ~16 min once, cached
+    "base": TinySpec(envs=TINY_ENVS, pretrain=BASE),
     "test": TinySpec(
         vocab_size=1024,
         hidden_size=64,
@@ -124,7 +135,8 @@ PRESETS: dict[str, TinySpec] = {
         episodes=12,
     ),
 }
-"""Named specs: ``tiny`` (the bench default) and ``test`` (the unit tests' model)."""
+"""Named specs: ``tiny`` (the bench default), ``base`` (``tiny`` pretrained to copy) and ``test``
+(the unit tests' model)."""
 
 
 def cache_root() -> Path:
@@ -143,7 +155,10 @@ def resolve_envs(spec: TinySpec) -> tuple[str, ...]:
 
 def checkpoint_dir(spec: TinySpec, name: str = "tiny") -> Path:
     """Where the checkpoint of ``spec`` lives in the cache (a hash of spec + env ids)."""
-    key = json.dumps([CORPUS_VERSION, asdict(spec), resolve_envs(spec)], sort_keys=True)
+    fields = asdict(spec)
+    if fields["pretrain"] is None:  # the key of every spec from before pretraining existed
+        del fields["pretrain"]
+    key = json.dumps([CORPUS_VERSION, fields, resolve_envs(spec)], sort_keys=True)
     digest = hashlib.sha256(key.encode()).hexdigest()[:12]
     return cache_root() / "tiny" / f"{name}-{digest}"
 
@@ -161,9 +176,11 @@ def tiny_checkpoint(spec: TinySpec | str = "tiny") -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
     what = (f"the tiny model {name!r} (a BPE tokenizer on the envs' text, then a "
-            f"{spec.num_layers}-layer transformer) in {target.parent}")  # fmt: skip
+            f"{spec.num_layers}-layer transformer{', pretrained' if spec.pretrain else ''}) "
+            f"in {target.parent}")  # fmt: skip
+    usually = "20-40 s" if spec.pretrain is None else f"{spec.pretrain.steps // 2500} min"
     try:
-        with building(what, "20-40 s on 2 CPU cores"):
+        with building(what, f"{usually} on 2 CPU cores"):
             build_tiny(spec, tmp)
         try:
             os.replace(tmp, target)  # atomic; fails if another process got there first
@@ -206,6 +223,10 @@ def build_tiny(spec: TinySpec, path: Path) -> None:
     model.generation_config.temperature = 1.0
     model.generation_config.top_k = 0
     model.generation_config.top_p = 1.0
+    if spec.pretrain is not None:
+        from earlyexp.agents.backends.pretrain import pretrain
+
+        pretrain(model, tokenizer, spec.pretrain)
     model.save_pretrained(path)
     tokenizer.save_pretrained(path)
 

@@ -160,3 +160,114 @@ def test_http_backend_reports_bad_requests_and_dead_servers(policy):
     with pytest.raises(ServerError, match="after 3 attempts"):
         client.complete([Prompt(MESSAGES)], SamplingParams())
     client.close()
+
+
+def small_pretraining(steps: int = 6):
+    from earlyexp.agents.backends.pretrain import PretrainSpec, PretrainStage
+
+    stages = (PretrainStage(steps=steps, repeat_every=2, repeat_len=(4, 8), repeat_gap=(0, 4)),)
+    return PretrainSpec(stages=stages, envs=("EarlyExp/ToolCall-v0",), episodes=2)
+
+
+def test_pretraining_corpus_reads_the_train_stream_only(monkeypatch, tiny_path):
+    import numpy as np
+    from transformers import AutoTokenizer
+
+    from earlyexp.agents.backends.pretrain import ROW, packed_rows
+    from earlyexp.envs.core.base import TextEnv
+
+    splits = []
+    reset = TextEnv.reset
+
+    def spy(self, *, seed=None, options=None):
+        splits.append(((options or {}).get("split", "train"), seed))
+        return reset(self, seed=seed, options=options)
+
+    monkeypatch.setattr(TextEnv, "reset", spy)
+    rows = packed_rows(AutoTokenizer.from_pretrained(tiny_path), small_pretraining(),
+                       np.random.default_rng(0))  # fmt: skip
+    assert splits == [("train", 10_000), ("train", 10_001)]  # never a test or ood panel task
+    assert rows.ndim == 2 and rows.shape[1] == ROW and len(rows) >= 1
+
+
+def test_repeat_batch_repeats_and_labels_the_repeat_only():
+    from earlyexp.agents.backends.pretrain import repeat_batch
+
+    rows = torch.arange(3000).reshape(3, 1000)
+    x, labels = repeat_batch(rows, torch.Generator().manual_seed(0), length=5, gap=3, n=4)
+    assert x.shape == (4, 13)
+    assert torch.equal(x[:, 8:], x[:, :5])  # the repeat
+    assert (labels[:, :9] == -100).all() and torch.equal(labels[:, 9:], x[:, 9:])
+    for r in range(4):  # every token of a row comes from one corpus row
+        assert len({int(t) // 1000 for t in x[r]}) == 1
+
+
+def test_pretraining_stages_are_checked():
+    from earlyexp.agents.backends.pretrain import PretrainStage
+
+    with pytest.raises(ValueError, match="repeat_gap"):
+        PretrainStage(steps=5, repeat_gap=(4, 4))
+    with pytest.raises(ValueError, match="steps >= 1"):
+        PretrainStage(steps=0)
+
+
+def test_pretrained_preset_trains_its_weights_and_has_its_own_cache_key(tmp_path, tiny_path):
+    from dataclasses import replace
+
+    import numpy as np
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from earlyexp.agents.backends.pretrain import packed_rows
+    from earlyexp.agents.backends.tiny import PRESETS, build_tiny, checkpoint_dir
+    from earlyexp.agents.train.losses import masked_lm_loss
+
+    spec = replace(PRESETS["test"], pretrain=small_pretraining(steps=30))
+    assert checkpoint_dir(spec, "x") != checkpoint_dir(PRESETS["test"], "x")
+    build_tiny(spec, tmp_path)  # the test preset (tiny_path), then 30 pretraining steps
+    tok = AutoTokenizer.from_pretrained(tmp_path)
+    assert tok.get_vocab() == AutoTokenizer.from_pretrained(tiny_path).get_vocab()
+    rows = packed_rows(tok, spec.pretrain, np.random.default_rng(1))[:2]
+    with torch.no_grad():
+        fresh, trained = (
+            masked_lm_loss(AutoModelForCausalLM.from_pretrained(p), rows, rows).item()
+            for p in (tiny_path, tmp_path)
+        )
+    assert trained < fresh - 0.5  # the weights moved, down the loss
+
+
+def ngrams(ids, n):
+    return [tuple(ids[j : j + n]) for j in range(len(ids) - n + 1)]
+
+
+def test_no_repeat_ngram_keeps_a_completion_from_repeating_itself(policy):
+    greedy = SamplingParams(max_new_tokens=24, temperature=0.0, stop=())
+    guarded = SamplingParams(max_new_tokens=24, temperature=0.0, stop=(), no_repeat_ngram=2)
+    prompt = Prompt(messages=MESSAGES)
+    loop = policy.complete([prompt], greedy)[0].token_ids
+    ids = policy.complete([prompt], guarded)[0].token_ids
+    assert len(set(ngrams(loop, 2))) < len(ngrams(loop, 2))  # the random model loops ...
+    assert len(set(ngrams(ids, 2))) == len(ngrams(ids, 2))  # ... the guard stops it
+    k = next(j for j, (a, b) in enumerate(zip(loop, ids, strict=False)) if a != b)
+    assert ids[:k] == loop[:k]  # until a repeat, the same greedy tokens
+    with pytest.raises(ValueError, match="no_repeat_ngram 0 .off. or >= 2"):
+        SamplingParams(no_repeat_ngram=1)
+
+
+def test_http_backend_refuses_no_repeat_ngram():
+    from earlyexp.agents.backends.openai_http import OpenAIPolicy
+
+    with pytest.raises(ValueError, match="no_repeat_ngram 0 for an HTTP model"):
+        OpenAIPolicy("http://127.0.0.1:9/v1", "m")._body(
+            Prompt(messages=MESSAGES), SamplingParams(no_repeat_ngram=3), 0
+        )
+
+
+def test_no_repeats_bans_exactly_the_tokens_that_close_a_repeat():
+    from earlyexp.agents.backends.hf import _no_repeats
+
+    logits = torch.zeros(3, 10)
+    rows = [[1, 2, 3, 1, 2], [4, 5, 6], []]  # the prompt is not in a row: copying stays free
+    out = _no_repeats(logits, rows, 3)
+    assert torch.isinf(out[0]).nonzero()[:, 0].tolist() == [3]  # 1 2 -> 3 would repeat "1 2 3"
+    assert not torch.isinf(out[1:]).any() and not torch.isinf(logits).any()
+    assert torch.isinf(_no_repeats(logits, [[7, 7]], 2)[0]).nonzero()[:, 0].tolist() == [7]
