@@ -27,6 +27,9 @@ class SamplingParams:
         top_p: nucleus sampling mass (1.0 = off).
         stop: strings that end a completion (kept in the text and the ids).
         seed: seeds the sampler for reproducible batches (None: not seeded).
+        no_repeat_ngram: n > 1 forbids a completion to repeat one of its own n-grams of
+            tokens (the prompt's are not counted, so copying from it stays free); 0: off.
+            It changes which token is picked, not the recorded log pi.
     """
 
     max_new_tokens: int = 32
@@ -34,8 +37,12 @@ class SamplingParams:
     top_p: float = 1.0
     stop: tuple[str, ...] = (ACTION_CLOSE,)
     seed: int | None = None
+    no_repeat_ngram: int = 0
 
     def __post_init__(self) -> None:
+        if self.no_repeat_ngram < 0 or self.no_repeat_ngram == 1:
+            raise ValueError(f"Expect no_repeat_ngram 0 (off) or >= 2, actually: "
+                             f"{self.no_repeat_ngram}")  # fmt: skip
         if self.max_new_tokens < 1:
             raise ValueError(f"Expect max_new_tokens >= 1, actually: {self.max_new_tokens}")
         if self.temperature < 0:

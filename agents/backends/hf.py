@@ -250,7 +250,7 @@ def sample_batch(
                 **last_only,  # the prefill projects its last position only, not (B, L, V)
             )
             logits = out.logits[:, -1, :].float()  # (B, V)
-            nxt = _pick(logits, sampling, gen)  # (B,)
+            nxt = _pick(_no_repeats(logits, out_ids, sampling.no_repeat_ngram), sampling, gen)
             logp = torch.log_softmax(logits, -1).gather(-1, nxt[:, None])[:, 0]  # (B,)
             for i in (~done).nonzero()[:, 0].tolist():
                 out_ids[i].append(int(nxt[i]))
@@ -344,6 +344,19 @@ def _pick(logits: Any, sampling: SamplingParams, gen: Any) -> Any:
         rows = [torch.multinomial(probs[i : i + 1], 1, generator=g) for i, g in enumerate(gen)]
         return torch.cat(rows)[:, 0]
     return torch.multinomial(probs, 1, generator=gen)[:, 0]
+
+
+def _no_repeats(logits: Any, out_ids: list[list[int]], n: int) -> Any:
+    """``logits`` with -inf where a token would repeat an n-gram of its row's completion."""
+    if n < 2 or all(len(ids) < n for ids in out_ids):
+        return logits
+    logits = logits.clone()
+    for i, ids in enumerate(out_ids):
+        head = ids[len(ids) - n + 1 :]
+        banned = [ids[j + n - 1] for j in range(len(ids) - n + 1) if ids[j : j + n - 1] == head]
+        if banned:
+            logits[i, banned] = float("-inf")
+    return logits
 
 
 def _hit_stop_text(

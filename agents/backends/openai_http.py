@@ -79,6 +79,11 @@ class OpenAIPolicy:
             return list(pool.map(self._request, bodies))
 
     def _body(self, prompt: Prompt, sampling: SamplingParams, index: int) -> dict[str, Any]:
+        if sampling.no_repeat_ngram:
+            raise ValueError(
+                "Expect no_repeat_ngram 0 for an HTTP model (the OpenAI API has no such "
+                f"field), actually: {sampling.no_repeat_ngram}"
+            )
         body: dict[str, Any] = {
             "model": self.model,
             "messages": prompt.messages,

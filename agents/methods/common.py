@@ -53,6 +53,10 @@ class LLMConfig(MethodConfig):
     action_help: bool | None = None
     """Describe the action grammar in the system prompt (None: off for the tiny preset, whose
     tokens the grammar text only dilutes; on for real models)."""
+    no_repeat_ngram: int = 0
+    """At evaluation, forbid a reply to repeat one of its own n-grams of tokens (0: off; the
+    prompt's are not counted). A small model's copy can fall into a loop (WebShop:
+    ``search[on nails on nails on nails ...``) that runs until the reply is cut."""
 
 
 @dataclass
@@ -85,8 +89,9 @@ def prompt_config(config: LLMConfig, model: str) -> PromptConfig:
 def eval_sampling(config: LLMConfig, seed: int) -> SamplingParams:
     """How an LLM method's evaluation samples."""
     return SamplingParams(
-        max_new_tokens=config.max_new_tokens, temperature=config.temperature, seed=seed
-    )
+        max_new_tokens=config.max_new_tokens, temperature=config.temperature, seed=seed,
+        no_repeat_ngram=config.no_repeat_ngram,
+    )  # fmt: skip
 
 
 @contextmanager
