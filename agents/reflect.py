@@ -726,11 +726,20 @@ def grounded_rulebook(r: ReflectionRequest, max_chars: int = 2000) -> str:
     rulebook this writer wrote before, after the new ones), then a ``Strategy:`` line; rules
     that do not fit in ``max_chars`` are left out. Grid boards (every observation holds one)
     give board rules (:func:`board_facts`); any other env the rules of its feedback.
+
+    The memory's rules and the new ones are one body of evidence: a symbol seen pushed is a
+    box (an episode that ended as the agent moved into it ended on the push, and what the
+    memory said about stepping on it or bumping into it is dropped), and a cell stepped on
+    safely is not one that ends the episode (whichever side saw the ending).
     """
-    facts = board_facts(r.attempts) or text_facts(r.attempts)
     old = [ln[2:] for ln in r.memory.splitlines() if ln.startswith("- ")]
-    old_strategy = [ln for ln in r.memory.splitlines() if ln.startswith("Strategy: ")]
-    strategy = facts.strategy if facts.knows_goal or not old_strategy else old_strategy[-1][10:]
+    facts = board_facts(r.attempts, old) or text_facts(r.attempts)
+    old = [rule for rule in old if not _contradicts(rule, [*facts.rules, *old])]
+    old_strategy = [ln[10:] for ln in r.memory.splitlines() if ln.startswith("Strategy: ")]
+    boxes = _symbols([*facts.rules, *old], "Moving into", "pushes it")
+    if old_strategy and any(f"reach {s} " in old_strategy[-1] for s in boxes):
+        old_strategy = []  # it aimed at a cell that the attempts showed is a box
+    strategy = facts.strategy if facts.knows_goal or not old_strategy else old_strategy[-1]
     head = f"{r.system.strip()}\n\n{RULES_HEADING}:".lstrip()
     tail = f"Strategy: {strategy}"
     budget = max_chars - len(head) - len(tail) - 2
@@ -741,6 +750,32 @@ def grounded_rulebook(r: ReflectionRequest, max_chars: int = 2000) -> str:
         kept.append(f"- {rule}")
         budget -= len(rule) + 3
     return "\n".join([head, *kept, tail])
+
+
+_ABOUT = re.compile(r"(Stepping on|Moving into) (\S+) (.*)")
+
+
+def _symbols(rules: Sequence[str], kind: str, rest: str) -> set[str]:
+    """The symbols X of the rules ``<kind> X <rest>...`` (e.g. ``Moving into X pushes it``)."""
+    return {m[2] for r in rules if (m := _ABOUT.fullmatch(r)) and m[1] == kind
+            and m[3].startswith(rest)}  # fmt: skip
+
+
+def _contradicts(rule: str, new: Sequence[str]) -> bool:
+    """Whether a memory's ``rule`` is contradicted by the rules ``new`` (the memory's included).
+
+    A symbol pushed is a box: not a cell that ends the episode or that stops the agent. A
+    cell stepped on safely ends nothing and lets the agent in.
+    """
+    m = _ABOUT.fullmatch(rule)
+    if m is None:
+        return False
+    kind, sym, rest = m.groups()
+    bumped = kind == "Stepping on" or rest.startswith("had no effect")
+    if bumped and sym in _symbols(new, "Moving into", "pushes it"):
+        return True
+    ended = rest.startswith("ended") if kind == "Stepping on" else rest.startswith("had no effect")
+    return ended and sym in _symbols(new, "Stepping on", "is safe")
 
 
 @dataclass
@@ -857,7 +892,8 @@ class _Evidence:
     edges: dict[str, str] = field(default_factory=dict)
 
 
-def _collect(moves: Sequence[_Move], agent: str, d: dict[str, Cell]) -> _Evidence:
+def _collect(moves: Sequence[_Move], agent: str, d: dict[str, Cell],
+             pushable: set[str]) -> _Evidence:  # fmt: skip
     """Sort each step with a known move of the agent into the evidence (module docs)."""
     ev = _Evidence()
     ongoing = {m.step.outcome for m in moves if not m.last}  # feedback seen mid-episode
@@ -878,7 +914,7 @@ def _collect(moves: Sequence[_Move], agent: str, d: dict[str, Cell]) -> _Evidenc
             ev.safe.add(sym)
         elif m.step.outcome not in ongoing:  # an end of its own, not the step budget
             ev.ended.setdefault(sym, set()).add(m.score)
-    for sym in [s for s in ev.ended if s in ev.pushed]:  # the last step pushed it
+    for sym in [s for s in ev.ended if s in ev.pushed | pushable]:  # the last step pushed it
         for m in moves:
             if m.last and m.step.valid and m.step.action in d and len(_cells(m.before, agent)) == 1:
                 (r, c), (dr, dc) = _cells(m.before, agent)[0], d[m.step.action]
@@ -889,14 +925,22 @@ def _collect(moves: Sequence[_Move], agent: str, d: dict[str, Cell]) -> _Evidenc
     return ev
 
 
-def board_facts(attempts: Sequence[Attempt]) -> Facts | None:
-    """Rules of a grid board, inferred from the attempts (None: no board, or no agent found)."""
+def board_facts(attempts: Sequence[Attempt], memory: Sequence[str] = ()) -> Facts | None:
+    """Rules of a grid board, inferred from the attempts (None: no board, or no agent found).
+
+    ``memory``: rules written before, as evidence too: a symbol they saw pushed makes a last
+    step into it a push (as when these attempts also pushed it mid-episode), and a cell they
+    saw stepped on safely is not one that ended the episode.
+    """
     moves = _moves(attempts)
     agent = _agent(moves)
     if agent is None:
         return None
     d = _displacements(moves, agent)
-    ev = _collect(moves, agent, _named(moves, d))
+    pushable = _symbols(memory, "Moving into", "pushes it")
+    ev = _collect(moves, agent, _named(moves, d), pushable)
+    for sym in _symbols(memory, "Stepping on", "is safe") & set(ev.ended):
+        del ev.ended[sym]  # safe beats ended, as within one batch of attempts
     rules = [f"{agent} is you: it moves with your actions."]
     for act, (dr, dc) in d.items():
         way = _DIRECTIONS.get((dr, dc), f"by {dr} rows and {dc} columns")
@@ -910,7 +954,7 @@ def board_facts(attempts: Sequence[Attempt]) -> Facts | None:
     for (sym, onto), scores in sorted(ev.push_ended.items()):
         rules.append(f"Pushing {sym} onto {onto} ended the episode with score {_scores(scores)}.")
     for sym, behind in sorted(ev.blocked.items()):
-        if sym in ev.pushed:
+        if sym in ev.pushed | pushable:
             rules += [
                 f"Moving into {sym} did nothing when {b} was behind it."
                 for b in sorted(behind)

@@ -280,6 +280,51 @@ def test_the_grounded_rulebook_on_sokoban_and_on_text_envs():
     assert '"click[Buy]" was rejected: "No such button".' in text and "color red" in text
 
 
+def sokoban_plan(seed):
+    e = gym.make(SOKO)
+    e.reset(seed=seed, options={"split": "train"})
+    plan = []
+    while not plan or not e.step(plan[-1])[2]:
+        plan.append(e.unwrapped.expert_action())
+    return plan
+
+
+def test_the_grounded_rulebook_merges_the_memory_as_evidence_on_sokoban():
+    # seed 0's plan (Up, Left, Down) pushes B once, on its last step: alone, that step reads
+    # as "stepping on B ended the episode", and the strategy as "reach B"
+    alone = [play(SOKO, 0, sokoban_plan(0))]
+    first = reflect.grounded_rulebook(reflect.ReflectionRequest("rulebook", "t", attempts=alone,
+                                                                system="S"))  # fmt: skip
+    assert "Stepping on B ended the episode with score 1." in first and "reach B" in first
+    # seed 3's attempts push B mid-episode: B is a box, so the memory's B rules and goal go
+    pushes = [play(SOKO, 3, ["Up", *sokoban_plan(3)])]
+    merged = reflect.grounded_rulebook(reflect.ReflectionRequest(
+        "rulebook", "t", attempts=pushes, memory=first, system="S"))  # fmt: skip
+    assert "Moving into B pushes it one cell further." in merged
+    assert "Stepping on B" not in merged and "reach B" not in merged, merged
+    assert "Stepping on D is safe" in merged  # what nothing contradicts is kept
+    # and with that memory, seed 0's last step alone now reads as the push it was
+    again = reflect.grounded_rulebook(reflect.ReflectionRequest(
+        "rulebook", "t", attempts=alone, memory=merged, system="S"))  # fmt: skip
+    assert "Pushing B onto C ended the episode with score 1." in again, again
+    assert "Stepping on B" not in again and "Strategy: push B onto C" in again
+
+
+def test_a_cell_stepped_on_safely_is_not_one_that_ended_the_episode():
+    memory = ("S\n\nRules observed in past attempts (may be inaccurate):\n"
+              "- Stepping on D ended the episode with score 0.\n"
+              "- Moving into D had no effect: A stayed.\nStrategy: x.")  # fmt: skip
+    attempts = [play(FL, 0, ["Left", "Up", "Jump", "Down", "Right"])]  # D is stepped on safely
+    text = reflect.grounded_rulebook(reflect.ReflectionRequest(
+        "rulebook", "t", attempts=attempts, memory=memory, system="S"))  # fmt: skip
+    assert "Stepping on D is safe" in text and "Stepping on D ended" not in text
+    assert "Moving into D had no effect" not in text
+    stale = memory.replace("Strategy", "- Stepping on D is safe: the episode went on.\nStrategy")
+    text = reflect.grounded_rulebook(reflect.ReflectionRequest(
+        "rulebook", "t", attempts=attempts[:0], memory=stale, system="S"))  # fmt: skip
+    assert "Stepping on D ended" not in text  # the memory contradicted itself
+
+
 def test_attempt_of_marks_the_moves_without_effect():
     engine = RolloutEngine(Follower(), PromptConfig(window=0, action_help=False))
     (traj,) = engine.run(FL, [EpisodeSpec("train", None, 0)])
