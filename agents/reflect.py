@@ -734,7 +734,7 @@ def grounded_rulebook(r: ReflectionRequest, max_chars: int = 2000) -> str:
     """
     old = [ln[2:] for ln in r.memory.splitlines() if ln.startswith("- ")]
     facts = board_facts(r.attempts, old) or text_facts(r.attempts)
-    old = [rule for rule in old if not _contradicts(rule, [*facts.rules, *old])]
+    old = _uncontradicted(old, [*facts.rules, *old])
     old_strategy = [ln[10:] for ln in r.memory.splitlines() if ln.startswith("Strategy: ")]
     boxes = _symbols([*facts.rules, *old], "Moving into", "pushes it")
     if old_strategy and any(f"reach {s} " in old_strategy[-1] for s in boxes):
@@ -761,21 +761,25 @@ def _symbols(rules: Sequence[str], kind: str, rest: str) -> set[str]:
             and m[3].startswith(rest)}  # fmt: skip
 
 
-def _contradicts(rule: str, new: Sequence[str]) -> bool:
-    """Whether a memory's ``rule`` is contradicted by the rules ``new`` (the memory's included).
+def _uncontradicted(memory: Sequence[str], rules: Sequence[str]) -> list[str]:
+    """The ``memory`` rules that ``rules`` (the memory's included) do not contradict.
 
     A symbol pushed is a box: not a cell that ends the episode or that stops the agent. A
     cell stepped on safely ends nothing and lets the agent in.
     """
-    m = _ABOUT.fullmatch(rule)
-    if m is None:
-        return False
-    kind, sym, rest = m.groups()
-    bumped = kind == "Stepping on" or rest.startswith("had no effect")
-    if bumped and sym in _symbols(new, "Moving into", "pushes it"):
-        return True
-    ended = rest.startswith("ended") if kind == "Stepping on" else rest.startswith("had no effect")
-    return ended and sym in _symbols(new, "Stepping on", "is safe")
+    boxes = _symbols(rules, "Moving into", "pushes it")
+    safe = _symbols(rules, "Stepping on", "is safe")
+    kept = []
+    for rule in memory:
+        m = _ABOUT.fullmatch(rule)
+        if m is not None:
+            kind, sym, rest = m.groups()
+            bumped = kind == "Stepping on" or rest.startswith("had no effect")
+            ended = rest.startswith("ended" if kind == "Stepping on" else "had no effect")
+            if (bumped and sym in boxes) or (ended and sym in safe):
+                continue
+        kept.append(rule)
+    return kept
 
 
 @dataclass

@@ -25,7 +25,7 @@ where the fresh model solved 4.0% (README, issue 20).
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from earlyexp.agents.prompting import PromptConfig
@@ -189,20 +189,9 @@ def varied_repeat(rows: Any, g: Any, stage: PretrainStage) -> tuple[Any, Any]:
     return repeat_batch(rows, g, length, gap, stage.repeat_rows)
 
 
-@dataclass
-class StageLog:
-    """What a stage did: its steps, the mean loss of its last 200 steps by kind, seconds."""
-
-    steps: int
-    seconds: float
-    loss: dict[str, float] = field(default_factory=dict)
-
-
 def run_stage(model: Any, rows: Any, stage: PretrainStage, seed: int, desc: str,
-              on_step: Any = None) -> StageLog:  # fmt: skip
-    """Train ``model`` in place through ``stage``; ``on_step(step, kind, loss)`` after each."""
-    import time
-
+              on_step: Any = None) -> None:  # fmt: skip
+    """Train ``model`` in place through ``stage``; ``on_step()`` after each step."""
     import torch
 
     from earlyexp.agents.train.loop import TrainConfig, Trainer
@@ -211,36 +200,23 @@ def run_stage(model: Any, rows: Any, stage: PretrainStage, seed: int, desc: str,
     g = torch.Generator().manual_seed(seed)
     config = TrainConfig(steps=stage.steps, lr=stage.lr, warmup_ratio=stage.warmup_ratio)
     loop = Trainer(model, lambda m, b: (masked_lm_loss(m, *b), {}), config, desc=desc)
-    start, recent = time.perf_counter(), {"lm": [], "repeat": []}
     for step in range(stage.steps):
-        x = rows[torch.randint(len(rows), (4,), generator=g)]
-        kind, batch = "lm", (x, x)
+        x = rows[torch.randint(len(rows), (4,), generator=g)]  # drawn on repeat steps too
+        batch = (x, x)
         if stage.repeat_every and step % stage.repeat_every == 0:
-            kind, batch = "repeat", varied_repeat(rows, g, stage)
-        loss = loop.step([batch])["loss"]
-        if step >= stage.steps - 200:
-            recent[kind].append(loss)
+            batch = varied_repeat(rows, g, stage)
+        loop.step([batch])
         if on_step is not None:
-            on_step(step, kind, loss)
-    means = {k: sum(v) / len(v) for k, v in recent.items() if v}
-    return StageLog(stage.steps, time.perf_counter() - start, means)
+            on_step()
 
 
-def pretrain(model: Any, tokenizer: Any, spec: PretrainSpec, on_step: Any = None) -> list[StageLog]:
+def pretrain(model: Any, tokenizer: Any, spec: PretrainSpec) -> None:
     """Pretrain ``model`` in place through every stage of ``spec`` (module docstring)."""
     import numpy as np
 
     from earlyexp.progress import bar
 
     rows = packed_rows(tokenizer, spec, np.random.default_rng(spec.seed))
-    logs = []
     with bar(total=spec.steps, desc="pretraining", unit="step") as progress:
-
-        def step_done(step: int, kind: str, loss: float) -> None:
-            progress.update(1)
-            if on_step is not None:
-                on_step(step, kind, loss)
-
         for k, stage in enumerate(spec.stages):
-            logs.append(run_stage(model, rows, stage, spec.seed, f"stage {k + 1}", step_done))
-    return logs
+            run_stage(model, rows, stage, spec.seed, f"stage {k + 1}", lambda: progress.update(1))
