@@ -512,6 +512,12 @@ class IterationStats:
     tokens: int
     memory: str | None = None
     """The memory after the iteration, when it changed."""
+    invalid_first: int = 0
+    """Replies the env rejected (invalid actions) in the first attempts."""
+    invalid_second: int = 0
+    """Replies the env rejected in the second attempts."""
+    internalized_invalid: int = 0
+    """Rejected replies inside the internalized (RAFT) samples."""
 
     @classmethod
     def of(cls, it: int, rd: Round, data: TrainSet, G: int, changed: bool) -> IterationStats:
@@ -524,7 +530,8 @@ class IterationStats:
             sum(not d.ok and d.error != reflect.MISSING_PROMPT_TAG for d in written),
             len(rd.y2), _mean(rd.r2), rd.memory_updates, len(data.raft),
             len(rd.y1) + len(rd.y2), sum(bool(d.token_ids) for d in written), tokens,
-            rd.m if changed else None,
+            rd.m if changed else None, sum(t.invalid for t in rd.y1),
+            sum(t.invalid for t in rd.y2), sum(t.invalid for t in data.raft),
         )  # fmt: skip
 
 
@@ -534,7 +541,8 @@ def _mean(x: list[float]) -> float:
 
 TOTALS = ("first_attempts", "gated", "gated_tasks", "reflections", "missing_tag",
           "failed_reflections", "second_attempts", "memory_updates", "internalized", "samples",
-          "reflection_samples", "tokens")  # fmt: skip
+          "reflection_samples", "tokens", "invalid_first", "invalid_second",
+          "internalized_invalid")  # fmt: skip
 
 
 @dataclass

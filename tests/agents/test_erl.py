@@ -201,6 +201,10 @@ def test_a_reply_without_prompt_tags_falls_back_and_is_counted(tok):
     assert len(rd.y2) == len(rd.D) and rd.r2 == [0.0] * len(rd.y2) and rd.m == ""
     stats = IterationStats.of(0, rd, training_set(rd, run.config, policy.encoder), 2, False)
     assert stats.missing_tag == stats.reflections == len(rd.D) and stats.failed_reflections == 0
+    rejected = [sum(not s.action_valid for t in ys for s in t.steps) for ys in (rd.y1, rd.y2)]
+    assert rejected[0] > 0 and rejected[1] > 0  # 'Stay' is no Sokoban or FrozenLake move
+    assert (stats.invalid_first, stats.invalid_second) == tuple(rejected)
+    assert stats.internalized == stats.internalized_invalid == 0  # no second attempt scored
 
 
 def test_one_step_trains_pg_and_raft_rows(tiny_path, tok, tmp_path):
