@@ -34,7 +34,8 @@ per task for GRPO); ``curve.json`` counts the episodes played (``samples``) and 
 generated (reflections included), so curves compare against samples and wall time.
 ``erl_stats.json`` names the provider and counts, per iteration and in total, the gated
 attempts and tasks, reflections, missing-tag fallbacks, memory updates, internalized samples,
-samples and tokens; it holds the memory, so a resumed run continues with it.
+samples, tokens and the replies the env rejected (first attempts, second attempts, internalized
+samples); it holds the memory, so a resumed run continues with it.
 """
 
 from __future__ import annotations
