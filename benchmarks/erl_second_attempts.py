@@ -60,7 +60,8 @@ def measure(args: argparse.Namespace) -> tuple[dict[str, Tally], str]:
     from earlyexp.harness.profiles import get_profile
 
     torch.set_num_threads(args.threads)
-    config = get_profile(args.profile).config_for(get_method("erl"), args.env)
+    sets = {"reflection": args.reflection}
+    config = get_profile(args.profile).config_for(get_method("erl"), args.env, sets)
     net, tokenizer = load_model(args.checkpoint, "cpu", training=False)
     policy = HFPolicy(net, tokenizer, batch_size=64)
     reflector = make_erl_reflector(config, policy, args.seed)
@@ -86,6 +87,12 @@ def main() -> None:
     p.add_argument("--model", default="tiny", help="tiny (no action help) or another model id")
     p.add_argument("--seed", type=int, default=0, help="the cell's seed (the train tasks drawn)")
     p.add_argument("--iterations", type=int, default=6, help="ERL rounds 0..N-1, no update")
+    p.add_argument(
+        "--reflection",
+        default="provider",
+        choices=("provider", "none"),
+        help="none: ERL's no-reflection ablation (a retry instruction, raw attempts)",
+    )
     p.add_argument("--threads", type=int, default=2)
     args = p.parse_args()
     tally, provider = measure(args)
@@ -93,7 +100,8 @@ def main() -> None:
     print("| attempt | episodes | successes | rejected replies |")
     print("|---|---:|---|---|")
     print(tally["first"].row("first (original prompt)"))
-    print(tally["rulebook"].row(f"second, under the {provider} reflection"))
+    name = "the retry instruction" if args.reflection == "none" else f"the {provider} reflection"
+    print(tally["rulebook"].row(f"second, under {name}"))
     print(tally["original"].row("second, plain retry under the original prompt"))
 
 
