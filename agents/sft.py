@@ -47,6 +47,7 @@ __all__ = [
     "batches",
     "collate",
     "encode_conversations",
+    "group_by_length",
     "lr_factor",
     "main",
     "masked_lm_loss",
@@ -76,6 +77,9 @@ class SFTConfig:
     """Seeds LoRA initialization, the batch order and dropout."""
     max_len: int = 1024
     """Examples longer than this keep their last max_len tokens."""
+    group_by_length: bool = False
+    """Regroup the shuffled batches of each run of 32 by example length (as transformers'
+    ``group_by_length``): less padding when lengths differ widely; the same examples, as often."""
     train_on: str = "last"
     """Loss on the 'last' assistant message of each example (one (s, a) pair) or on 'all'."""
     lora_r: int = 0
@@ -137,6 +141,27 @@ def batches(n: int, batch_size: int, steps: int, seed: int):
         order = order[batch_size:]
 
 
+def group_by_length(
+    order: Sequence[list[int]], lengths: Sequence[int], seed: int, window: int = 32
+) -> list[list[int]]:
+    """``order`` regrouped by example length, ``window`` batches at a time.
+
+    The examples of each ``window`` consecutive batches are sorted by length, cut into
+    batches of the same sizes again, and those batches shuffled (seeded).
+    """
+    rng = np.random.default_rng(seed + 1)
+    out: list[list[int]] = []
+    for start in range(0, len(order), window):
+        chunk = order[start : start + window]
+        flat = sorted((i for b in chunk for i in b), key=lambda i: -lengths[i])
+        regrouped, at = [], 0
+        for b in chunk:
+            regrouped.append(flat[at : at + len(b)])
+            at += len(b)
+        out += [regrouped[j] for j in rng.permutation(len(regrouped))]
+    return out
+
+
 def train_sft(
     model: Any, examples: Sequence[tuple[list[int], list[int]]], pad_id: int, config: SFTConfig
 ) -> list[dict[str, float]]:
@@ -147,6 +172,8 @@ def train_sft(
     if not examples:
         raise ValueError("Expect at least one training example, actually: none")
     order = list(batches(len(examples), config.batch_size, config.steps, config.seed))
+    if config.group_by_length:
+        order = group_by_length(order, [len(ids) for ids, _ in examples], config.seed)
 
     def batch_at(step: int) -> TrainBatch:
         # Right padding under a causal mask: real tokens never attend to the pads after them,

@@ -76,6 +76,8 @@ class LearnerConfig(LLMConfig):
     are never cut, so an env whose prompts run longer needs more (WebShop's reach about 1,450
     tokens with one turn of history, 1,850 with two): past the trained length the tiny
     model's replies come out garbled."""
+    group_by_length: bool = False
+    """SFT batches of examples of similar length (less padding; see SFTConfig)."""
     checkpoint_every: int = 500
     """Save the training state every this many steps (0: never); a killed cell resumes there."""
 
@@ -186,7 +188,7 @@ def sft_stage(
     sft = SFTConfig(
         steps=steps, batch_size=config.sft_batch_size, lr=config.lr, seed=seed,
         max_len=config.max_len, checkpoint_every=config.checkpoint_every,
-        state_dir=str(state_dir),
+        state_dir=str(state_dir), group_by_length=config.group_by_length,
     )  # fmt: skip
     return sft_on_conversations(net, tokenizer, conversations, sft)
 

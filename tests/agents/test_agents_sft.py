@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import torch
 
@@ -53,6 +54,35 @@ def test_expert_sft_jsonl_has_one_chat_per_expert_step(expert_file):
     bad.write_text('{"text": "no messages"}\n')
     with pytest.raises(ValueError, match="messages"):
         read_chat_jsonl(bad)
+
+
+def test_prompt_variants_revise_the_system_prompt_and_keep_the_expert_replies(expert_file):
+    from earlyexp.agents.methods.il import ILConfig, vary_prompts
+    from earlyexp.agents.prompting import REPLY_FORMAT
+    from earlyexp.agents.reflect import RETRY_INSTRUCTION, RULES_HEADING
+
+    _, trajs = expert_file
+    prompt = PromptConfig(window=1)
+    assert vary_prompts(FL, trajs, ILConfig(prompt_variants=0.0), 0, prompt, None) == trajs
+    varied = vary_prompts(FL, trajs, ILConfig(prompt_variants=1.0), 0, prompt, None)
+    assert len(varied) == len(trajs)
+    kinds = []
+    for old, new in zip(trajs, varied, strict=True):
+        assert new.system != old.system and new.system.startswith(old.system.strip())
+        assert new.system.endswith(REPLY_FORMAT) and len(new.system) <= 2000 + len(REPLY_FORMAT) + 2
+        assert [s.completion for s in new.steps] == [s.completion for s in old.steps]
+        assert (new.split, new.task, new.seed) == (old.split, old.task, old.seed)
+        retry, rules = RETRY_INSTRUCTION in new.system, RULES_HEADING in new.system
+        kinds.append("retry" if retry and not rules else "rulebook" if rules else "?")
+    assert kinds == [("rulebook", "retry")[n % 2] for n in range(len(trajs))]
+    half = vary_prompts(FL, trajs, ILConfig(prompt_variants=0.5), 0, prompt, None)
+    changed = sum(a.system != b.system for a, b in zip(trajs, half, strict=True))
+    assert 0 < changed < len(trajs)
+    assert half == vary_prompts(FL, trajs, ILConfig(prompt_variants=0.5), 0, prompt, None)
+    records = expert_records(half, window=1)  # the variant is what SFT trains on
+    assert {r["messages"][0]["content"] for r in records} == {t.system for t in half}
+    with pytest.raises(ValueError, match="prompt_variants"):
+        ILConfig(prompt_variants=1.5)
 
 
 def _examples(tiny_path, path):
@@ -126,6 +156,23 @@ def test_lr_schedule_warms_up_then_decays_to_zero():
     assert f[0] == pytest.approx(0.1) and f[9] == pytest.approx(1.0)
     assert all(a >= b for a, b in zip(f[10:], f[11:], strict=False))
     assert f[-1] < 0.01
+
+
+def test_group_by_length_keeps_every_example_and_cuts_padding():
+    from earlyexp.agents.sft import batches, group_by_length
+
+    rng = np.random.default_rng(0)
+    lengths = [int(x) for x in rng.choice([100, 400, 1200], size=90, p=[0.75, 0.15, 0.10])]
+    order = list(batches(len(lengths), 16, 70, seed=3))
+    grouped = group_by_length(order, lengths, seed=3)
+    assert sorted(i for b in grouped for i in b) == sorted(i for b in order for i in b)
+    assert sorted(map(len, grouped)) == sorted(map(len, order))
+    assert grouped == group_by_length(order, lengths, seed=3)
+
+    def padded(o):
+        return sum(len(b) * max(lengths[i] for i in b) for b in o)
+
+    assert padded(grouped) < 0.6 * padded(order)
 
 
 def test_sft_config_validates():
