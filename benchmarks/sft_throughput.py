@@ -1,16 +1,20 @@
 """SFT training tokens/s of ``train_sft`` (the shared training loop) on the tiny preset.
 
-Data: expert episodes of FrozenLake and Sokoban (train stream, ``--episodes`` per env, prompt
-window 2, one example per expert step) encoded with the preset's tokenizer; ``--steps`` steps
+Data: expert episodes of ``--envs`` (default FrozenLake and Sokoban; train stream,
+``--episodes`` per env, prompt window 2, one example per expert step) encoded with the preset's tokenizer; ``--steps`` steps
 of ``--batch-size`` examples, seed 0, each thread count in turn, a fresh model per run.
 Figures: trainable tokens/s (the masked action tokens the loss is on) and all tokens/s (the
 non-pad tokens fed to the model) per wall second, and all tokens per CPU second of the process
 (steadier than wall time on a shared machine). ``--baseline FILE`` also times the
 ``train_sft`` of another copy of ``agents/sft.py`` (``git show REV:agents/sft.py >
 /tmp/old_sft.py``) on the same data and seed, interleaved with the current one, and says
-whether their loss logs are equal.
+whether their loss logs are equal. ``--plain`` also times the current loop with the shared
+prefix of a batch's rows run as every row's own tokens (``losses.decoder_hidden``'s plain path:
+the same maths, every token computed per row), interleaved, and prints the largest difference
+of the two loss logs.
 
     .venv/bin/python benchmarks/sft_throughput.py --repeats 2 --baseline /tmp/old_sft.py
+    .venv/bin/python benchmarks/sft_throughput.py --threads 2 --plain
 """
 
 from __future__ import annotations
@@ -28,14 +32,15 @@ from earlyexp.agents.chat import ChatEncoder
 from earlyexp.agents.data import collect_expert, step_messages
 from earlyexp.agents.models import resolve_model
 from earlyexp.agents.prompting import PromptConfig
+from earlyexp.agents.train import losses
 
 ENVS = ("EarlyExp/FrozenLake-v0", "EarlyExp/Sokoban-v0")
 
 
-def dataset(tokenizer, episodes):
+def dataset(tokenizer, episodes, envs=ENVS):
     window = 2
     convs = []
-    for env_id in ENVS:
+    for env_id in envs:
         for traj in collect_expert(env_id, episodes, seed=0, prompt=PromptConfig(window=window)):
             convs += step_messages(traj, window)
     return sft.encode_conversations(ChatEncoder(tokenizer), convs, "last", 1024)
@@ -66,9 +71,21 @@ def load_baseline(path):
     return module
 
 
+def plain_train_sft(*args):
+    """``train_sft`` with no prefix shared across a batch's rows (every token run per row)."""
+    before, losses.SHARED_PREFIX_MIN = losses.SHARED_PREFIX_MIN, 10**9
+    try:
+        return sft.train_sft(*args)
+    finally:
+        losses.SHARED_PREFIX_MIN = before
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--model", default="tiny", help="'tiny', 'tiny:<preset>' or a checkpoint")
+    p.add_argument("--envs", default=",".join(ENVS),
+                   help="comma-separated env ids (a bench cell trains on one: its rows share "
+                   "the system prompt)")  # fmt: skip
     p.add_argument("--episodes", type=int, default=100, help="expert episodes per env")
     p.add_argument("--steps", type=int, default=200)
     p.add_argument("--batch-size", type=int, default=16)
@@ -76,17 +93,22 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=2)
     p.add_argument("--device", default="cpu")
     p.add_argument("--baseline", default="", help="another sft.py whose train_sft to time too")
+    p.add_argument("--plain", action="store_true", help="also time the unshared-prefix forward")
     args = p.parse_args()
     path = resolve_model(args.model)
     _, tokenizer = load_model(path)
-    examples = dataset(tokenizer, args.episodes)
+    envs = tuple(args.envs.split(","))
+    examples = dataset(tokenizer, args.episodes, envs)
     config = sft.SFTConfig(steps=args.steps, batch_size=args.batch_size, log_every=1)
     trainable, every = token_counts(examples, config)
     impls = {"current": sft.train_sft}
     if args.baseline:
         impls = {"baseline": load_baseline(args.baseline).train_sft, **impls}
+    if args.plain:
+        impls = {"plain": plain_train_sft, **impls}
     print(
-        f"model {path}, {len(examples)} examples from {args.episodes} episodes x {len(ENVS)} envs"
+        f"model {path}, {len(examples)} examples from {args.episodes} episodes x {len(envs)} "
+        f"envs ({', '.join(envs)})"
     )
     print(f"{args.steps} steps x batch {args.batch_size}: {trainable} trainable, {every} tokens")
     print(f"torch {torch.__version__}, device {args.device}")
@@ -110,6 +132,10 @@ def main() -> None:
               f"{every / s:,.0f} | {cpu:.1f} | {every / cpu:,.0f} |")  # fmt: skip
     if args.baseline:
         print(f"\nloss logs equal (baseline vs current): {logs['baseline'] == logs['current']}")
+    if args.plain:
+        pairs = zip(logs["plain"], logs["current"], strict=True)
+        gap = max(abs(a["loss"] - b["loss"]) for a, b in pairs)
+        print(f"\nlargest loss difference, plain vs current (shared prefix): {gap:.2e}")
 
 
 if __name__ == "__main__":

@@ -206,3 +206,55 @@ def test_policy_loss_composes_clip_shaped_weight_and_kl_by_hand():
     batch.off_policy = torch.tensor([False, False])
     loss, metrics = policy_loss(model, batch)
     assert loss.item() == pytest.approx(-(1 + 1 - 1 - 1) / 4) and "kl" not in metrics
+
+
+def test_shared_prefix_len_by_hand():
+    from earlyexp.agents.train.losses import shared_prefix_len
+
+    assert shared_prefix_len(torch.tensor([[1, 2, 3, 4], [1, 2, 5, 4]])) == 2
+    assert shared_prefix_len(torch.tensor([[7, 2], [1, 2]])) == 0
+    assert shared_prefix_len(torch.tensor([[1, 2, 3], [1, 2, 3]])) == 2  # one token stays per row
+
+
+def _qwen2_model():
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    torch.manual_seed(0)
+    config = Qwen2Config(vocab_size=300, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2)  # fmt: skip
+    return Qwen2ForCausalLM(config)
+
+
+@pytest.mark.parametrize("kind", ["llama", "qwen2"])
+def test_a_shared_prefix_runs_once_with_the_plain_forwards_loss_and_gradients(
+    kind, tiny_path, monkeypatch
+):
+    """Rows sharing 24 tokens (a system prompt), then different lengths, right-padded."""
+    from earlyexp.agents.backends.hf import load_model
+    from earlyexp.agents.train import losses
+
+    model = load_model(tiny_path)[0] if kind == "llama" else _qwen2_model()
+    g = torch.Generator().manual_seed(1)
+    prefix = torch.randint(5, 300, (24,), generator=g).tolist()
+    examples = []
+    for n in (9, 14, 5):
+        tail = torch.randint(5, 300, (n,), generator=g).tolist()
+        examples.append((prefix + tail, [0] * 24 + [0] * (n - 3) + [1] * 3))
+    batch = TrainBatch.from_examples(examples, pad_id=0)
+    assert losses._shares_prefix(model, batch.input_ids) == 24
+
+    def run():
+        model.zero_grad()
+        loss = masked_lm_loss(model, batch.input_ids, batch.labels)
+        loss.backward()
+        lp = token_logprobs(model, batch.input_ids, batch.labels).detach()
+        return loss.item(), lp, [p.grad.clone() for p in model.parameters()]
+
+    shared = run()
+    monkeypatch.setattr(losses, "SHARED_PREFIX_MIN", 10**9)
+    assert losses._shares_prefix(model, batch.input_ids) == 0
+    plain = run()
+    assert shared[0] == pytest.approx(plain[0], abs=1e-5)
+    assert torch.allclose(shared[1], plain[1], atol=1e-5)
+    for a, b in zip(shared[2], plain[2], strict=True):
+        assert torch.allclose(a, b, atol=1e-5)
