@@ -46,7 +46,7 @@ scaling), so :func:`masked_lm_loss` may project the labelled positions only."""
 SHARES_PREFIX = ("llama", "qwen2", "qwen3", "mistral", "smollm3", "olmo", "phi3")
 """Model types (decoders with rotary positions and ``DynamicCache``) whose batches may run a
 prefix shared by every row once (:func:`decoder_hidden`)."""
-SHARED_PREFIX_MIN = 16
+SHARED_PREFIX_MIN = 32
 """Shortest shared prefix, in tokens, that :func:`decoder_hidden` runs once."""
 
 

@@ -229,19 +229,19 @@ def _qwen2_model():
 def test_a_shared_prefix_runs_once_with_the_plain_forwards_loss_and_gradients(
     kind, tiny_path, monkeypatch
 ):
-    """Rows sharing 24 tokens (a system prompt), then different lengths, right-padded."""
+    """Rows sharing 40 tokens (a system prompt), then different lengths, right-padded."""
     from earlyexp.agents.backends.hf import load_model
     from earlyexp.agents.train import losses
 
     model = load_model(tiny_path)[0] if kind == "llama" else _qwen2_model()
     g = torch.Generator().manual_seed(1)
-    prefix = torch.randint(5, 300, (24,), generator=g).tolist()
+    prefix = torch.randint(5, 300, (40,), generator=g).tolist()
     examples = []
     for n in (9, 14, 5):
         tail = torch.randint(5, 300, (n,), generator=g).tolist()
-        examples.append((prefix + tail, [0] * 24 + [0] * (n - 3) + [1] * 3))
+        examples.append((prefix + tail, [0] * 40 + [0] * (n - 3) + [1] * 3))
     batch = TrainBatch.from_examples(examples, pad_id=0)
-    assert losses._shares_prefix(model, batch.input_ids) == 24
+    assert losses._shares_prefix(model, batch.input_ids) == 40
 
     def run():
         model.zero_grad()
