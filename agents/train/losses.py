@@ -65,11 +65,12 @@ def _shares_prefix(core: Any, ids: torch.Tensor) -> int:
     transformers = sys.modules.get("transformers")
     if transformers is None or not isinstance(core, transformers.PreTrainedModel):
         return 0
+    # the flag was renamed in transformers 5.x (the old name warns)
     checkpointing = (
         "is_activation_checkpointing"
         if hasattr(type(core), "is_activation_checkpointing")
         else "is_gradient_checkpointing"
-    )  # fmt: skip  (renamed in transformers 5.x)
+    )
     if getattr(core, checkpointing, False):  # it turns the cache off in training
         return 0
     P = shared_prefix_len(ids)
@@ -85,8 +86,8 @@ def decoder_hidden(core: Any, ids: torch.Tensor) -> torch.Tensor:
     :data:`SHARES_PREFIX`, that prefix runs once (one row, its keys and values kept) and the
     rest of every row attends to it through the cache: the same hidden states and gradients
     as the plain forward, to float rounding (``tests/agents/test_train_losses.py``), for
-    about half the tokens (FrozenLake SFT, 16 examples per step: 4.9 -> 9.1 steps/s on
-    2 cores, ``benchmarks/sft_throughput.py``).
+    fewer tokens (quick's FrozenLake IL, 16 examples per step: 6.3 -> 8.9 steps/s on 2 cores;
+    ``benchmarks/sft_throughput.py --plain``).
     """
     import torch
 
