@@ -61,6 +61,7 @@ import json
 import math
 import queue
 import select
+import signal
 import socket
 import threading
 import time
@@ -1087,6 +1088,8 @@ def main(argv: list[str] | None = None) -> int:
     policy = HFPolicy.from_pretrained(resolve_model(cfg.model), cfg.device)
     server = ChatServer(policy, cfg.name or cfg.model, cfg.port, limits)
     print(f"serving {server.name!r} at {server.url}", flush=True)
+    # started in the background of a script, SIGINT arrives ignored: let Ctrl-C stop it anyway
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         server.httpd.serve_forever()
     except KeyboardInterrupt:

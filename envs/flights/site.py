@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import signal
 from typing import Any
 from urllib.parse import urlencode
 
@@ -474,6 +475,8 @@ def main(argv: list[str] | None = None) -> int:
         f"Flight booking site on {server.url}/ (flights in 2027; 'today' is {SITE_TODAY}). "
         "Ctrl-C stops it."
     )
+    # started in the background of a script, SIGINT arrives ignored: let Ctrl-C stop it anyway
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         server.wait()
     except KeyboardInterrupt:
