@@ -61,7 +61,6 @@ import json
 import math
 import queue
 import select
-import signal
 import socket
 import threading
 import time
@@ -75,6 +74,7 @@ from urllib.parse import unquote
 
 from earlyexp.agents.policy import Completion, Prompt, SamplingParams
 from earlyexp.envs.core.actions import lone_surrogate
+from earlyexp.envs.core.serving import serve_until_interrupted
 
 ROLES = ("system", "user", "assistant")
 MAX_MESSAGES, MAX_STOPS, MAX_TOP_LOGPROBS = 4096, 16, 20
@@ -1087,15 +1087,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(str(e))
     policy = HFPolicy.from_pretrained(resolve_model(cfg.model), cfg.device)
     server = ChatServer(policy, cfg.name or cfg.model, cfg.port, limits)
-    print(f"serving {server.name!r} at {server.url}", flush=True)
-    # started in the background of a script, SIGINT arrives ignored: let Ctrl-C stop it anyway
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    try:
-        server.httpd.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.stop()
+    serve_until_interrupted(server.httpd.serve_forever, server.stop,
+                            f"serving {server.name!r} at {server.url}")  # fmt: skip
     return 0
 
 

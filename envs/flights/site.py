@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import signal
 from typing import Any
 from urllib.parse import urlencode
 
 from earlyexp import assets
+from earlyexp.envs.core.serving import serve_until_interrupted
 from earlyexp.envs.flights import forms
 from earlyexp.envs.flights.data import AIRLINES, AIRPORTS, CABINS, SITE_TODAY, find_airport
 from earlyexp.envs.flights.schedule import (
@@ -469,20 +469,13 @@ def main(argv: list[str] | None = None) -> int:
         Store(cfg.db), dict(default, **ctx), host=cfg.host, port=cfg.port,
         session_ttl=cfg.session_ttl,
     )  # fmt: skip
-    if ctx:
-        print(f"Task {cfg.task}: {ctx['banner']}")
-    print(
+    banner = (
         f"Flight booking site on {server.url}/ (flights in 2027; 'today' is {SITE_TODAY}). "
         "Ctrl-C stops it."
     )
-    # started in the background of a script, SIGINT arrives ignored: let Ctrl-C stop it anyway
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    try:
-        server.wait()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.stop()
+    if ctx:
+        banner = f"Task {cfg.task}: {ctx['banner']}\n{banner}"
+    serve_until_interrupted(server.wait, server.stop, banner)
     return 0
 
 

@@ -192,7 +192,7 @@ def test_profile_resolves_typed_configs_in_layers():
 
     quick, il = get_profile("quick"), get_method("il")
     fl = quick.config_for(il, "EarlyExp/FrozenLake-v0")
-    assert (fl.window, fl.max_new_tokens, fl.steps, fl.threads) == (0, 8, 3000, 2)  # tag, profile
+    assert (fl.window, fl.max_new_tokens, fl.steps, fl.threads) == (0, 8, 1500, 2)  # tag, profile
     ws = quick.config_for(il, "EarlyExp/WebShop-v0", {"lr": 0.01})
     assert (ws.eval_tasks, ws.steps, ws.max_new_tokens, ws.lr) == (10, 100, 32, 0.01)
     assert (ws.window, ws.max_len, fl.max_len) == (1, 2048, 1024)
