@@ -44,11 +44,11 @@ def conflicting_prompts(env_id: str, window: int, episodes: int) -> list[tuple[s
 
 def cases():
     for name in ("quick", "standard"):
-        profile = get_profile(name)
+        # every env, not only where the profile runs il by default: `--methods il --envs ...`
+        # runs it anywhere with the profile's settings
         for env_id in SINGLE_PARTY_ENVS:
-            if profile.runs("il", env_id):
-                marks = [pytest.mark.browser] if env_id in BROWSER_ENVS else []
-                yield pytest.param(name, env_id, id=f"{name}-{env_id}", marks=marks)
+            marks = [pytest.mark.browser] if env_id in BROWSER_ENVS else []
+            yield pytest.param(name, env_id, id=f"{name}-{env_id}", marks=marks)
 
 
 @pytest.mark.parametrize(("profile", "env_id"), list(cases()))
