@@ -14,7 +14,7 @@ then mapped ByteLevel-style so any text round-trips. ``<action>`` and ``</action
 tokens. Chat turns are ``<|role|>``, a newline, the content, ``<|end|>``; ``<|end|>`` is the eos token.
 
 The ``base`` preset (``--model tiny:base``) is ``tiny`` pretrained, before it is saved, to
-copy from its context (:mod:`~earlyexp.agents.backends.pretrain`): about 22 min once on 2
+copy from its context (:mod:`~earlyexp.agents.backends.pretrain`): about 14 min once on 2
 cores, where ``tiny`` takes 20-40 s.
 
 Checkpoints are cached in ``$EARLYEXP_CACHE/tiny/<name>-<hash>`` (default
@@ -124,7 +124,7 @@ PRESETS: dict[str, TinySpec] = {
     # 0.8 / sqrt(width)) left the plateau within ~600 steps: FrozenLake 80%, Sokoban 44%.
     "tiny": TinySpec(envs=TINY_ENVS),
     # ``tiny`` pretrained to copy from its context (induction heads) on the text envs' train
-    # stream, for the envs whose replies copy from the page (issue 20): ~22 min once, cached
+    # stream, for the envs whose replies copy from the page (issue 20): ~14 min once, cached
     "base": TinySpec(envs=TINY_ENVS, pretrain=BASE),
     "test": TinySpec(
         vocab_size=1024,
@@ -178,8 +178,8 @@ def tiny_checkpoint(spec: TinySpec | str = "tiny") -> Path:
     what = (f"the tiny model {name!r} (a BPE tokenizer on the envs' text, then a "
             f"{spec.num_layers}-layer transformer{', pretrained' if spec.pretrain else ''}) "
             f"in {target.parent}")  # fmt: skip
-    # base's 40,000 pretraining steps took 21.8 min (tokenizer and corpus included) on 2 cores
-    usually = "20-40 s" if spec.pretrain is None else f"{round(spec.pretrain.steps / 1830)} min"
+    # base's 7,500 pretraining steps took 13.9 min (tokenizer and corpus included) on 2 cores
+    usually = "20-40 s" if spec.pretrain is None else f"{round(spec.pretrain.steps / 540)} min"
     try:
         with building(what, f"{usually} on 2 CPU cores"):
             build_tiny(spec, tmp)
