@@ -22,6 +22,7 @@ the grounded writer, and says so.
 from __future__ import annotations
 
 import json
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -55,6 +56,17 @@ class SRConfig(EarlyExperienceConfig):
     """Extra tokens per turn at evaluation, for the reasoning before the action."""
 
 
+def warn_none_kept(n: int, counts: Any, max_chars: int) -> None:
+    """Warn that every reflection was filtered out: the cell trains as IL would."""
+    warnings.warn(
+        f"SR kept none of the {n} reflections (filters: {dict(counts)}), so this cell trains "
+        "on the expert's actions only, as IL does; with 'over length' drops, raise "
+        f"max_reflection_chars (now {max_chars})",
+        RuntimeWarning,
+        stacklevel=3,
+    )
+
+
 @register("sr", config=SRConfig, kind="llm", trains=True)
 def run(
     *, env_id: str, seed: int, config: SRConfig, run_dir: Path, device: str, model: str,
@@ -73,7 +85,9 @@ def run(
                                    url=config.reflector_url or None)  # fmt: skip
         sr, counts = sr_records(ee.states, reflector, config.max_reflection_chars)
         write_chat_jsonl(sr, run_dir / REFLECTION_FILE)
-        summary = {"provider": reflector.name, "filters": dict(counts),
+        if ee.states and not sr:
+            warn_none_kept(len(ee.states), counts, config.max_reflection_chars)
+        summary = {"provider": reflector.name, "filters": {"kept": 0, **counts},
                    "branch": ee.stats.to_json()}  # fmt: skip
         (run_dir / "sr_stats.json").write_text(json.dumps(summary, indent=1))
         data = [r["messages"] for r in sr + ee.expert]

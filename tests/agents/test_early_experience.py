@@ -170,6 +170,20 @@ def test_iwm_and_sr_cells_log_their_budgets_and_provider(tiny_path, tmp_path, mo
             assert (out / "reflection_sft.jsonl").exists()
 
 
+def test_sr_warns_when_its_filters_keep_no_reflection(tiny_path, tmp_path, monkeypatch):
+    from earlyexp.agents.methods import get_method
+    from earlyexp.harness.profiles import get_profile
+
+    monkeypatch.setenv("EARLYEXP_CACHE", str(tiny_path.parent.parent))
+    m = get_method("sr")
+    config = get_profile("smoke").config_for(m, FL, {"steps": 2, "max_reflection_chars": 1})
+    with pytest.warns(RuntimeWarning, match="kept none of the .* max_reflection_chars"):
+        m.run(env_id=FL, seed=0, config=config, run_dir=tmp_path, device="cpu", model="tiny:test")
+    stats = json.loads((tmp_path / "sr_stats.json").read_text())
+    assert stats["filters"]["kept"] == 0 and stats["filters"]["over length"] >= 1
+    assert (tmp_path / "reflection_sft.jsonl").read_text() == ""
+
+
 def _every_env():
     for env_id in envs.env_ids():
         marks = [pytest.mark.browser] if "browser" in envs.entry(env_id).tags else []
