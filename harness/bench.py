@@ -49,7 +49,7 @@ class BenchConfig:
     """Seeds, comma-separated (default: the profile's)."""
     model: str = "tiny"
     """LLM policy: tiny (the built-in preset, trained locally), tiny:base (tiny pretrained to
-    copy from its context, built once in about 22 min), a checkpoint folder, or
+    copy from its context, built once in about 14 min), a checkpoint folder, or
     http://HOST:PORT/v1#MODEL (an OpenAI-compatible server; evaluation-only methods)."""
     device: str = "auto"
     """auto (cuda when available), cpu, cuda or cuda:N."""
