@@ -11,8 +11,8 @@ Agent Learning via Early Experience (arXiv 2510.08558), section 4.3:
    with another action are dropped and counted (``sr_stats.json``).
 3. Train on ``reflection_sft.jsonl`` (reflection then the expert action, conditioned on s_i
    only) mixed with ``expert_sft.jsonl``, for IL's budget of ``steps``.
-4. Evaluate as IL, with ``reasoning_tokens`` more tokens per turn: the policy now writes its
-   reasoning before the action.
+4. Evaluate as IL, with more tokens per turn (``reasoning_tokens``; by default as many as the
+   longest kept reflection takes): the policy now writes its reasoning before the action.
 
 Which provider wrote the reflections is in ``sr_stats.json`` and the cell's log: a model
 trained from scratch cannot write them (the paper's 3B model did), so the quick profile uses
@@ -52,8 +52,21 @@ class SRConfig(EarlyExperienceConfig):
     """The reflection model, http://HOST:PORT/v1#MODEL (reflector http)."""
     max_reflection_chars: int = 400
     """Reflections longer than this are dropped (short ones for small models)."""
-    reasoning_tokens: int = 96
-    """Extra tokens per turn at evaluation, for the reasoning before the action."""
+    reasoning_tokens: int = 0
+    """Extra tokens per turn at evaluation, for the reasoning before the action; 0: as many
+    as the longest kept reflection reply needs (so no reply is cut before its action)."""
+
+
+def reasoning_budget(config: SRConfig, sr: list[dict], tokenizer: Any) -> int:
+    """Extra tokens per turn at evaluation.
+
+    ``reasoning_tokens``, or, when it is 0, the token length of the longest kept reflection
+    reply (reflection and action) plus 8.
+    """
+    if config.reasoning_tokens:
+        return config.reasoning_tokens
+    replies = [r["messages"][-1]["content"] for r in sr]
+    return max((len(tokenizer.encode(t)) for t in replies), default=0) + 8
 
 
 def warn_none_kept(n: int, counts: Any, max_chars: int) -> None:
@@ -87,12 +100,13 @@ def run(
         write_chat_jsonl(sr, run_dir / REFLECTION_FILE)
         if ee.states and not sr:
             warn_none_kept(len(ee.states), counts, config.max_reflection_chars)
+        extra = reasoning_budget(config, sr, ee.tokenizer)
         summary = {"provider": reflector.name, "filters": {"kept": 0, **counts},
-                   "branch": ee.stats.to_json()}  # fmt: skip
+                   "reasoning_tokens": extra, "branch": ee.stats.to_json()}  # fmt: skip
         (run_dir / "sr_stats.json").write_text(json.dumps(summary, indent=1))
         data = [r["messages"] for r in sr + ee.expert]
         net, log = sft_stage(ee.net, ee.tokenizer, data, config.steps, config, seed,
                              run_dir / "train_state")  # fmt: skip
         return finish_learner(net, ee.tokenizer, {"sr": log, "sr_stats": summary}, env_id,
                               config, seed, run_dir, ee.prompt, pool,
-                              extra_tokens=config.reasoning_tokens)  # fmt: skip
+                              extra_tokens=extra)  # fmt: skip

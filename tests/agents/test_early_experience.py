@@ -167,7 +167,22 @@ def test_iwm_and_sr_cells_log_their_budgets_and_provider(tiny_path, tmp_path, mo
         else:
             stats = json.loads((out / "sr_stats.json").read_text())
             assert stats["provider"] == "grounded" and stats["filters"]["kept"] >= 1
+            assert stats["reasoning_tokens"] > 8
             assert (out / "reflection_sft.jsonl").exists()
+
+
+def test_sr_reasoning_budget_fits_the_longest_kept_reply_unless_set():
+    from earlyexp.agents.methods.sr import SRConfig, reasoning_budget
+
+    class Chars:
+        def encode(self, text):
+            return list(text)
+
+    sr = [{"messages": [{"role": "user", "content": "s"}, {"role": "assistant", "content": t}]}
+          for t in ("short\nmove[left]", "a much longer reflection\nmove[down]")]  # fmt: skip
+    assert reasoning_budget(SRConfig(), sr, Chars()) == len(sr[1]["messages"][1]["content"]) + 8
+    assert reasoning_budget(SRConfig(reasoning_tokens=5), sr, Chars()) == 5
+    assert reasoning_budget(SRConfig(), [], Chars()) == 8
 
 
 def test_sr_warns_when_its_filters_keep_no_reflection(tiny_path, tmp_path, monkeypatch):
