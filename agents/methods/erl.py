@@ -21,9 +21,10 @@ Each iteration takes ``tasks_per_iter`` train tasks x, ``G`` rollouts per task a
    when the policy itself wrote them (``reflector="policy"``, ``train_reflection``): the
    reflection prompt + reply is a one-turn sample with the log-probs recorded when sampled.
 6. Memory (one slot, ``memory``): m <- D when one of D's second attempts has r2 >= tau.
-7. Internalization (``internalize``): each y2 with r2 > 0 is re-rendered under the original
-   system prompt (its replies as sampled, system and observation turns encoded again: the
-   reflection removed) and trained with RAFT, weight max(r2, 0): -1[r2 > 0] log pi(y2 | x).
+7. Internalization (``internalize``): each y2 with r2 > 0 (``internalize_above``) is
+   re-rendered under the original system prompt (its replies as sampled, system and
+   observation turns encoded again: the reflection removed) and trained with RAFT, weight
+   max(r2, 0): -1[r2 > 0] log pi(y2 | x).
 
 The update is grpo's (:class:`~earlyexp.agents.methods.grpo.PolicyUpdater`: frozen reference,
 the shared trainer, clipped PG + beta * k3 KL), with the internalized rows under
@@ -112,6 +113,11 @@ class ERLConfig(GRPOConfig):
     """GRPO on the reflections (reflector policy only: the others are not the policy)."""
     internalize: bool = True
     """RAFT on the successful second attempts re-rendered under the original prompt."""
+    internalize_above: float = 0.0
+    """Internalize a second attempt only when r2 > this (the paper's -1[r2 > 0], where a
+    failed attempt scores 0). Envs with partial credit (ToolCall, WebShop: a reply that does
+    nothing still meets "no other changes") score most failures above 0; set it to just
+    below tau (e.g. 0.99) to internalize successes only."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -419,7 +425,7 @@ def training_set(rd: Round, config: ERLConfig, encoder: ChatEncoder | None) -> T
         out.A += grouped_advantages([r for _, r, _ in trained], [g for _, _, g in trained], std)
     if config.internalize and encoder is not None:
         for y, r, k in zip(rd.y2, rd.r2, rd.owner, strict=True):
-            if r > 0:  # -1[r2 > 0] log pi(y2 | x), weight max(r2, 0)
+            if r > config.internalize_above:  # -1[r2 > 0] log pi(y2 | x), weight max(r2, 0)
                 out.raft.append(internalized(y, rd.y1[rd.D[k].first].system, encoder))
                 out.w.append(max(r, 0.0))
     if not out.pg and not out.raft:

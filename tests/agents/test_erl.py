@@ -178,6 +178,17 @@ def test_each_role_switch_drops_exactly_its_role(tok, switch, lost):
     assert _roles(rd, training_set(rd, off, policy.encoder)) == full - {lost}
 
 
+def test_internalize_above_keeps_only_second_attempts_scoring_above_it(tok):
+    policy = Follower(tok, solves=goal_even)
+    rd = erl_round(0, make_run(policy, reflect.PolicyReflector(policy)), "")
+    assert len(rd.y2) >= 2
+    rd.r2 = [0.5 if i % 2 else 1.0 for i in range(len(rd.y2))]  # partial credit on the odd ones
+    weights = training_set(rd, ERLConfig(G=2), policy.encoder).w
+    assert sorted(weights) == sorted(rd.r2)  # the paper's 1[r2 > 0]: all of them
+    strict = training_set(rd, ERLConfig(G=2, internalize_above=0.99), policy.encoder)
+    assert strict.w == [1.0] * rd.r2.count(1.0) and len(strict.raft) == len(strict.w)
+
+
 def test_the_ablations_no_memory_and_no_reflection(tok):
     policy = Follower(tok, solves=goal_even)
     rd = erl_round(0, make_run(policy, reflect.PolicyReflector(policy), memory=False), "m0")
