@@ -55,6 +55,16 @@ class SRConfig(EarlyExperienceConfig):
     reasoning_tokens: int = 0
     """Extra tokens per turn at evaluation, for the reasoning before the action; 0: as many
     as the longest kept reflection reply needs (so no reply is cut before its action)."""
+    expert_mix: bool = True
+    """Train on the reflections mixed with D_expert (the paper); False: on the reflections
+    alone (D_expert only where none was kept), so the policy always reasons before it acts
+    (mixed, a greedy small policy may take the bare-action branch at every step)."""
+
+
+def training_data(config: SRConfig, sr: list[dict], expert: list[dict]) -> list[Any]:
+    """The SFT conversations: reflections, then D_expert unless ``expert_mix`` is off."""
+    chosen = sr + expert if config.expert_mix or not sr else sr
+    return [r["messages"] for r in chosen]
 
 
 def reasoning_budget(config: SRConfig, sr: list[dict], tokenizer: Any) -> int:
@@ -101,10 +111,11 @@ def run(
         if ee.states and not sr:
             warn_none_kept(len(ee.states), counts, config.max_reflection_chars)
         extra = reasoning_budget(config, sr, ee.tokenizer)
+        data = training_data(config, sr, ee.expert)
         summary = {"provider": reflector.name, "filters": {"kept": 0, **counts},
-                   "reasoning_tokens": extra, "branch": ee.stats.to_json()}  # fmt: skip
+                   "reasoning_tokens": extra, "examples": len(data),
+                   "expert_examples": len(data) - len(sr), "branch": ee.stats.to_json()}  # fmt: skip
         (run_dir / "sr_stats.json").write_text(json.dumps(summary, indent=1))
-        data = [r["messages"] for r in sr + ee.expert]
         net, log = sft_stage(ee.net, ee.tokenizer, data, config.steps, config, seed,
                              run_dir / "train_state")  # fmt: skip
         return finish_learner(net, ee.tokenizer, {"sr": log, "sr_stats": summary}, env_id,

@@ -168,6 +168,7 @@ def test_iwm_and_sr_cells_log_their_budgets_and_provider(tiny_path, tmp_path, mo
             stats = json.loads((out / "sr_stats.json").read_text())
             assert stats["provider"] == "grounded" and stats["filters"]["kept"] >= 1
             assert stats["reasoning_tokens"] > 8
+            assert stats["examples"] - stats["expert_examples"] == stats["filters"]["kept"]
             assert (out / "reflection_sft.jsonl").exists()
 
 
@@ -183,6 +184,17 @@ def test_sr_reasoning_budget_fits_the_longest_kept_reply_unless_set():
     assert reasoning_budget(SRConfig(), sr, Chars()) == len(sr[1]["messages"][1]["content"]) + 8
     assert reasoning_budget(SRConfig(reasoning_tokens=5), sr, Chars()) == 5
     assert reasoning_budget(SRConfig(), [], Chars()) == 8
+
+
+def test_sr_mixes_expert_data_unless_expert_mix_is_off():
+    from earlyexp.agents.methods.sr import SRConfig, training_data
+
+    sr = [{"messages": [{"role": "assistant", "content": f"I think.\n<action>{a}</action>"}]}
+          for a in ("left", "down")]  # fmt: skip
+    expert = [{"messages": [{"role": "assistant", "content": "<action>up</action>"}]}]
+    assert training_data(SRConfig(), sr, expert) == [r["messages"] for r in sr + expert]
+    assert training_data(SRConfig(expert_mix=False), sr, expert) == [r["messages"] for r in sr]
+    assert training_data(SRConfig(expert_mix=False), [], expert) == [expert[0]["messages"]]
 
 
 def test_sr_warns_when_its_filters_keep_no_reflection(tiny_path, tmp_path, monkeypatch):
