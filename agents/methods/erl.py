@@ -127,6 +127,11 @@ class ERLConfig(GRPOConfig):
             raise ValueError("Expect reflector_url for reflector http, actually: ''")
         if self.reflection not in ("provider", "none"):
             raise ValueError(f"Expect reflection provider or none, actually: {self.reflection!r}")
+        if self.internalize_above >= self.tau:
+            raise ValueError(
+                f"Expect internalize_above < tau ({self.tau}): a success scores tau, so no "
+                f"second attempt would be internalized, actually: {self.internalize_above}"
+            )
         for name in ("max_recent_attempts", "second_per_reflection", "reflection_tokens"):
             if getattr(self, name) < 1:
                 raise ValueError(f"Expect {name} >= 1, actually: {getattr(self, name)}")

@@ -10,7 +10,9 @@ Agent Learning via Early Experience (arXiv 2510.08558), section 4.3:
    narrate the chosen action's outcome as seen, repeat themselves, run too long or conclude
    with another action are dropped and counted (``sr_stats.json``).
 3. Train on ``reflection_sft.jsonl`` (reflection then the expert action, conditioned on s_i
-   only) mixed with ``expert_sft.jsonl``, for IL's budget of ``steps``.
+   only) mixed with ``expert_sft.jsonl``, for the same epochs as IL (``budget``): IL's
+   ``steps`` times the mixed data's size over D_expert's, so D_expert is seen as often as IL
+   sees it and the reflections come on top.
 4. Evaluate as IL, with more tokens per turn (``reasoning_tokens``; by default as many as the
    longest kept reflection takes): the policy now writes its reasoning before the action.
 
@@ -59,6 +61,29 @@ class SRConfig(EarlyExperienceConfig):
     """Train on the reflections mixed with D_expert (the paper); False: on the reflections
     alone (D_expert only where none was kept), so the policy always reasons before it acts
     (mixed, a greedy small policy may take the bare-action branch at every step)."""
+    budget: str = "epochs"
+    """epochs: as many passes over the training data as IL makes over D_expert in ``steps``
+    (the paper's "same epochs as IL": mixed 1:1, twice IL's steps); steps: IL's ``steps``
+    (the mixed data then gets half IL's passes over D_expert)."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.budget not in BUDGETS:
+            raise ValueError(f"Expect budget in {BUDGETS}, actually: {self.budget!r}")
+
+
+BUDGETS = ("epochs", "steps")
+
+
+def sr_steps(config: SRConfig, n_examples: int, n_expert: int) -> int:
+    """Optimizer steps of SR's SFT on ``n_examples`` conversations, ``n_expert`` of D_expert.
+
+    ``budget`` steps: IL's ``steps``. epochs: ``steps * n_examples / n_expert``, the epochs IL
+    makes over its ``n_expert`` examples, over the larger set.
+    """
+    if config.budget == "steps" or n_expert < 1:
+        return config.steps
+    return max(1, round(config.steps * n_examples / n_expert))
 
 
 def training_data(config: SRConfig, sr: list[dict], expert: list[dict]) -> list[Any]:
@@ -112,11 +137,13 @@ def run(
             warn_none_kept(len(ee.states), counts, config.max_reflection_chars)
         extra = reasoning_budget(config, sr, ee.tokenizer)
         data = training_data(config, sr, ee.expert)
+        steps = sr_steps(config, len(data), len(ee.expert))
         summary = {"provider": reflector.name, "filters": {"kept": 0, **counts},
                    "reasoning_tokens": extra, "examples": len(data),
-                   "expert_examples": len(data) - len(sr), "branch": ee.stats.to_json()}  # fmt: skip
+                   "expert_examples": len(data) - len(sr), "budget": config.budget,
+                   "steps": steps, "branch": ee.stats.to_json()}  # fmt: skip
         (run_dir / "sr_stats.json").write_text(json.dumps(summary, indent=1))
-        net, log = sft_stage(ee.net, ee.tokenizer, data, config.steps, config, seed,
+        net, log = sft_stage(ee.net, ee.tokenizer, data, steps, config, seed,
                              run_dir / "train_state")  # fmt: skip
         return finish_learner(net, ee.tokenizer, {"sr": log, "sr_stats": summary}, env_id,
                               config, seed, run_dir, ee.prompt, pool,

@@ -169,6 +169,8 @@ def test_iwm_and_sr_cells_log_their_budgets_and_provider(tiny_path, tmp_path, mo
             assert stats["provider"] == "grounded" and stats["filters"]["kept"] >= 1
             assert stats["reasoning_tokens"] > 8
             assert stats["examples"] - stats["expert_examples"] == stats["filters"]["kept"]
+            assert stats["budget"] == "epochs"
+            assert stats["steps"] == round(6 * stats["examples"] / stats["expert_examples"]) > 6
             assert (out / "reflection_sft.jsonl").exists()
 
 
@@ -195,6 +197,17 @@ def test_sr_mixes_expert_data_unless_expert_mix_is_off():
     assert training_data(SRConfig(), sr, expert) == [r["messages"] for r in sr + expert]
     assert training_data(SRConfig(expert_mix=False), sr, expert) == [r["messages"] for r in sr]
     assert training_data(SRConfig(expert_mix=False), [], expert) == [expert[0]["messages"]]
+
+
+def test_sr_trains_the_same_epochs_as_il_unless_its_budget_is_steps():
+    from earlyexp.agents.methods.sr import SRConfig, sr_steps
+
+    assert sr_steps(SRConfig(steps=600), 2000, 1000) == 1200  # mixed 1:1: twice IL's steps
+    assert sr_steps(SRConfig(steps=600), 1500, 1000) == 900
+    assert sr_steps(SRConfig(steps=600, budget="steps"), 2000, 1000) == 600
+    assert sr_steps(SRConfig(steps=600), 10, 0) == 600
+    with pytest.raises(ValueError, match="Expect budget in"):
+        SRConfig(budget="tokens")
 
 
 def test_sr_warns_when_its_filters_keep_no_reflection(tiny_path, tmp_path, monkeypatch):

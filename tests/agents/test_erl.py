@@ -187,6 +187,8 @@ def test_internalize_above_keeps_only_second_attempts_scoring_above_it(tok):
     assert sorted(weights) == sorted(rd.r2)  # the paper's 1[r2 > 0]: all of them
     strict = training_set(rd, ERLConfig(G=2, internalize_above=0.99), policy.encoder)
     assert strict.w == [1.0] * rd.r2.count(1.0) and len(strict.raft) == len(strict.w)
+    with pytest.raises(ValueError, match="Expect internalize_above < tau"):
+        ERLConfig(internalize_above=1.0)
 
 
 def test_the_ablations_no_memory_and_no_reflection(tok):
