@@ -19,8 +19,8 @@ expert's own next state s_{i+1}. No reward is used: error messages, unchanged pa
    restore the observation is re-rendered and compared with the recorded one (batched probing
    can silently desynchronize an env): a mismatch drops that sample and is counted.
 
-:class:`BranchStats` counts proposals, refills, duplicates, invalid proposals and mismatches
-for the run log.
+:class:`BranchStats` counts proposals, refills, duplicates, invalid proposals, mismatches and
+the alternatives the env rejected, for the run log.
 """
 
 from __future__ import annotations
@@ -132,6 +132,8 @@ class BranchStats:
     mismatches: int = 0
     shortfall: int = 0
     samples: int = 0
+    rejected: int = 0
+    """Kept alternatives the env rejected (``action_valid`` false): malformed or not allowed."""
 
     def to_json(self) -> dict[str, int]:
         """The counts as a dict."""
@@ -265,6 +267,7 @@ def branch(
         kept = [o for o, bad in zip(outcomes[1:], result.desync[1:], strict=True) if not bad]
         stats.mismatches += len(outcomes) - 1 - len(kept)
         stats.samples += len(kept)
+        stats.rejected += sum(not o.valid for o in kept)
         out.append(ExpertState(traj, t, messages, outcomes[0], kept))
     return out, stats
 

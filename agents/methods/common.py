@@ -161,6 +161,11 @@ class EarlyExperienceConfig(LearnerConfig):
     """Sampling temperature of the initial policy's proposals."""
     max_episode_steps: int = 0
     """Branch only expert episodes of at most this many steps (0: all)."""
+    proposer: str = ""
+    """Who proposes the alternatives: empty, the initial model (the paper); or a checkpoint
+    folder (e.g. an IL cell's ``checkpoint``), a stand-in for the paper's instruction-tuned
+    initial model where the initial one cannot write the action format (``tiny:base`` on
+    ToolCall). The trained model is still the initial one."""
 
     def branch_config(self) -> Any:
         """The :class:`~earlyexp.agents.branching.BranchConfig` of these fields."""
@@ -263,7 +268,11 @@ def early_experience(
                                   config.batch_size, pool)  # fmt: skip
     net, tokenizer = load_model(path, device, training=True)
     initial = HFPolicy(net, tokenizer, batch_size=max(config.batch_size, 64))
-    states, stats = branch(env_id, trajs, config.branch_config(), prompt.window, seed, initial)
+    proposer = initial
+    if config.proposer:
+        pnet, ptok = load_model(require_local(config.proposer, "a proposer"), device)
+        proposer = HFPolicy(pnet, ptok, batch_size=max(config.batch_size, 64))
+    states, stats = branch(env_id, trajs, config.branch_config(), prompt.window, seed, proposer)
     expert = expert_records(trajs, prompt.window)
     write_chat_jsonl(expert, Path(run_dir) / EXPERT_FILE)
     return EarlyExperience(prompt, net, tokenizer, initial, trajs, states, expert, stats)

@@ -66,7 +66,8 @@ def run(
     run_dir, pool = Path(run_dir), kwargs.get("pool")
     with torch_threads(config, model):
         ee = early_experience(env_id, seed, config, run_dir, device, model, pool)
-        (run_dir / "branch_stats.json").write_text(json.dumps(ee.stats.to_json(), indent=1))
+        branch_log = {**ee.stats.to_json(), "proposer": config.proposer or "initial"}
+        (run_dir / "branch_stats.json").write_text(json.dumps(branch_log, indent=1))
         iwm = iwm_records(ee.states)
         write_chat_jsonl(iwm, run_dir / IWM_FILE)
         n1 = iwm_steps(len(iwm), config)

@@ -141,7 +141,8 @@ def run(
         summary = {"provider": reflector.name, "filters": {"kept": 0, **counts},
                    "reasoning_tokens": extra, "examples": len(data),
                    "expert_examples": len(data) - len(sr), "budget": config.budget,
-                   "steps": steps, "branch": ee.stats.to_json()}  # fmt: skip
+                   "steps": steps, "branch": ee.stats.to_json(),
+                   "proposer": config.proposer or "initial"}  # fmt: skip
         (run_dir / "sr_stats.json").write_text(json.dumps(summary, indent=1))
         net, log = sft_stage(ee.net, ee.tokenizer, data, steps, config, seed,
                              run_dir / "train_state")  # fmt: skip

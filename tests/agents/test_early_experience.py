@@ -174,6 +174,31 @@ def test_iwm_and_sr_cells_log_their_budgets_and_provider(tiny_path, tmp_path, mo
             assert (out / "reflection_sft.jsonl").exists()
 
 
+def test_alternatives_come_from_the_proposer_checkpoint_when_set(tiny_path, tmp_path, monkeypatch):
+    import earlyexp.agents.branching as branching
+    import earlyexp.agents.methods.iwm as iwm
+    from earlyexp.agents.methods import get_method
+    from earlyexp.harness.profiles import get_profile
+
+    monkeypatch.setenv("EARLYEXP_CACHE", str(tiny_path.parent.parent))
+    seen, trained, real, sft = [], [], branching.branch, iwm.sft_stage
+    monkeypatch.setattr(branching, "branch", lambda *a, **k: seen.append(a[5]) or real(*a, **k))
+    monkeypatch.setattr(iwm, "sft_stage", lambda net, *a: trained.append(net) or sft(net, *a))
+    m = get_method("iwm")
+    for proposer in ("", str(tiny_path)):
+        out = tmp_path / (proposer and "proposer" or "initial")
+        out.mkdir()
+        sets = {"steps": 2, "proposer": proposer}
+        config = get_profile("smoke").config_for(m, FL, sets)
+        m.run(env_id=FL, seed=0, config=config, run_dir=out, device="cpu", model="tiny:test")
+        log = json.loads((out / "branch_stats.json").read_text())
+        assert log["proposer"] == (proposer or "initial")
+        assert 0 <= log["rejected"] <= log["samples"] and log["proposals"] > 0
+    initial, proposer = seen
+    assert initial.model is trained[0]  # the paper: the initial model proposes
+    assert proposer.model is not trained[-1]  # the folder's own weights propose
+
+
 def test_sr_reasoning_budget_fits_the_longest_kept_reply_unless_set():
     from earlyexp.agents.methods.sr import SRConfig, reasoning_budget
 
