@@ -7,6 +7,8 @@ sweep's settings), all from the runs' ``results.json``, so ``earlyexp report SWE
 redraws them. Early Experience's K ablation::
 
     earlyexp ablate --method iwm --field K --values 1,2,4,8 --env EarlyExp/FrozenLake-v0
+
+``--model``, ``--eval-tasks``, ``--init`` and ``--set`` are held fixed in every value's run.
 """
 
 from __future__ import annotations
@@ -42,6 +44,13 @@ class AblationConfig:
     """LLM policy, as for earlyexp bench."""
     device: str = "auto"
     """auto, cpu, cuda or cuda:N."""
+    eval_tasks: int = 0
+    """Tasks per panel (0: the profile's value), as for earlyexp bench."""
+    set: list[str] = dataclasses.field(default_factory=list)
+    """Other config fields held fixed across the sweep, comma-separated METHOD.FIELD=VALUE
+    (e.g. iwm.steps=1200), as for earlyexp bench."""
+    init: list[str] = dataclasses.field(default_factory=list)
+    """Starting point of a method with an init field (grpo, erl, herl), as for earlyexp bench."""
     out: str = ""
     """Sweep folder (default: runs/ablate_<method>_<field>)."""
 
@@ -50,18 +59,32 @@ def run_ablation(cfg: AblationConfig) -> Path:
     """Run the sweep; return its folder (with ablation.md and the plot)."""
     if not cfg.values:
         raise ValueError("Expect at least one value to sweep, actually: none")
+    _check_fixed(cfg)
     out = Path(cfg.out or f"runs/ablate_{cfg.method}_{cfg.field}")
     out.mkdir(parents=True, exist_ok=True)
     (out / "ablation.json").write_text(json.dumps(asdict(cfg), indent=1))
     for value in cfg.values:
         bench = BenchConfig(
             profile=cfg.profile, methods=[cfg.method], envs=[cfg.env], seeds=cfg.seeds,
-            model=cfg.model, device=cfg.device, set=[f"{cfg.method}.{cfg.field}={value}"],
-            out=str(run_dir(out, cfg, value)),
+            model=cfg.model, device=cfg.device, eval_tasks=cfg.eval_tasks, init=cfg.init,
+            set=[*cfg.set, f"{cfg.method}.{cfg.field}={value}"], out=str(run_dir(out, cfg, value)),
         )  # fmt: skip
         run_bench(bench)
     write_sweep(out, cfg)
     return out
+
+
+def _check_fixed(cfg: AblationConfig) -> None:
+    """Reject fixed settings that would override the swept field in every run."""
+    swept = f"{cfg.method}.{cfg.field}"
+    clash = [s for s in cfg.set if s.partition("=")[0].strip() == swept]
+    if cfg.eval_tasks and cfg.field == "eval_tasks":
+        clash.append(f"--eval-tasks {cfg.eval_tasks}")
+    if clash:
+        raise ValueError(
+            f"Expect --set and --eval-tasks to leave the swept field {swept} to --values, "
+            f"actually: {', '.join(clash)} would give every run the same value"
+        )
 
 
 def run_dir(out: Path, cfg: AblationConfig, value: str) -> Path:

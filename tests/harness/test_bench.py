@@ -236,6 +236,24 @@ def test_ablate_sweeps_a_field_and_plots_success(tmp_path, capsys):
     )
 
 
+def test_ablate_holds_set_and_eval_tasks_fixed_across_the_sweep(tmp_path, capsys):
+    out = tmp_path / "sweep"
+    argv = ["ablate", "--method", "expert", "--field", "eval_tasks", "--values", "2,3",
+            "--profile", "smoke", "--set", "expert.batch_size=4", "--out", str(out)]  # fmt: skip
+    assert main(argv) == 0
+    for value in ("2", "3"):
+        config = json.loads((out / f"eval_tasks={value}" / "results.json").read_text())["config"]
+        assert config["set"] == ["expert.batch_size=4", f"expert.eval_tasks={value}"]
+    assert json.loads((out / "ablation.json").read_text())["set"] == ["expert.batch_size=4"]
+    clash = ["ablate", "--method", "expert", "--field", "eval_tasks", "--values", "2",
+             "--profile", "smoke", "--out", str(tmp_path / "b")]  # fmt: skip
+    assert main([*clash, "--set", "expert.eval_tasks=5"]) == 2
+    assert "expert.eval_tasks=5 would give every run the same value" in capsys.readouterr().err
+    assert main([*clash, "--eval-tasks", "4"]) == 2
+    assert "--eval-tasks 4 would give every run the same value" in capsys.readouterr().err
+    assert not (tmp_path / "b" / "eval_tasks=2").exists()
+
+
 def _bad_cells(good: dict) -> dict[str, bytes]:
     text = json.dumps(good).encode()
     return {
