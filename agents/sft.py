@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -163,11 +163,16 @@ def group_by_length(
 
 
 def train_sft(
-    model: Any, examples: Sequence[tuple[list[int], list[int]]], pad_id: int, config: SFTConfig
+    model: Any,
+    examples: Sequence[tuple[list[int], list[int]]],
+    pad_id: int,
+    config: SFTConfig,
+    on_step: Callable[[int], None] | None = None,
 ) -> list[dict[str, float]]:
     """Train ``model`` in place on encoded ``examples``; return the loss log.
 
-    Resumes from ``config.state_dir`` when it holds a checkpoint of the same run.
+    Resumes from ``config.state_dir`` when it holds a checkpoint of the same run;
+    ``on_step(done)`` runs after each optimizer step (:meth:`Trainer.fit`).
     """
     if not examples:
         raise ValueError("Expect at least one training example, actually: none")
@@ -181,7 +186,7 @@ def train_sft(
         return TrainBatch.from_examples([examples[i] for i in order[step]], pad_id)
 
     trainer = Trainer(model, sft_loss, config.train_config(), config.state_dir, desc="sft")
-    return trainer.fit(batch_at)
+    return trainer.fit(batch_at, on_step)
 
 
 def add_lora(model: Any, r: int, seed: int) -> Any:
@@ -202,7 +207,11 @@ def add_lora(model: Any, r: int, seed: int) -> Any:
 
 
 def sft_on_conversations(
-    model: Any, tokenizer: Any, conversations: Sequence[Sequence[Message]], config: SFTConfig
+    model: Any,
+    tokenizer: Any,
+    conversations: Sequence[Sequence[Message]],
+    config: SFTConfig,
+    on_step: Callable[[int], None] | None = None,
 ) -> tuple[Any, list[dict[str, float]]]:
     """Encode chat ``conversations`` and train; return (model, loss log)."""
     encoder = ChatEncoder(tokenizer)
@@ -210,7 +219,7 @@ def sft_on_conversations(
     if config.lora_r > 0:
         model = add_lora(model, config.lora_r, config.seed)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else min(encoder.eos_ids)
-    return model, train_sft(model, examples, pad, config)
+    return model, train_sft(model, examples, pad, config, on_step)
 
 
 def save_checkpoint(model: Any, tokenizer: Any, path: Path) -> Path:

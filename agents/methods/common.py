@@ -8,6 +8,8 @@ train): :class:`MethodConfig` (every method) -> :class:`LLMConfig` (LLM policies
 
 from __future__ import annotations
 
+import json
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -186,8 +188,12 @@ def sft_stage(
     config: LearnerConfig,
     seed: int,
     state_dir: Path,
+    on_step: Any = None,
 ) -> tuple[Any, list[dict[str, float]]]:
-    """SFT ``net`` for ``steps`` steps on chat ``conversations`` (resumable from ``state_dir``)."""
+    """SFT ``net`` for ``steps`` steps on chat ``conversations`` (resumable from ``state_dir``).
+
+    ``on_step(done)`` runs after each optimizer step.
+    """
     from earlyexp.agents.sft import SFTConfig, sft_on_conversations
 
     sft = SFTConfig(
@@ -195,7 +201,7 @@ def sft_stage(
         max_len=config.max_len, checkpoint_every=config.checkpoint_every,
         state_dir=str(state_dir), group_by_length=config.group_by_length,
     )  # fmt: skip
-    return sft_on_conversations(net, tokenizer, conversations, sft)
+    return sft_on_conversations(net, tokenizer, conversations, sft, on_step)
 
 
 def finish_learner(
@@ -276,3 +282,60 @@ def early_experience(
     expert = expert_records(trajs, prompt.window)
     write_chat_jsonl(expert, Path(run_dir) / EXPERT_FILE)
     return EarlyExperience(prompt, net, tokenizer, initial, trajs, states, expert, stats)
+
+
+def eval_subset(
+    policy: Any, env_id: str, n: int, config: LLMConfig, seed: int, prompt: Any, pool: Any
+) -> dict[str, float]:
+    """Success and mean score of ``policy`` on the first ``n`` test tasks (a curve point)."""
+    engine = RolloutEngine(policy, prompt, eval_sampling(config, seed), pool)
+    trajs = play_panels(engine, env_id, n, seed, config.batch_size, ("test",))
+    k = max(len(trajs), 1)
+    return {"success": sum(t.success for t in trajs) / k, "score": sum(t.score for t in trajs) / k}
+
+
+class Curve:
+    """A learning curve, kept in a JSON file as it grows (a resumed run reads it back).
+
+    RL methods write ``curve.json`` (iterations); IL with ``eval_every`` writes
+    ``sft_curve.json`` (SFT steps in ``iteration``, examples trained on in ``samples``).
+    """
+
+    def __init__(self, path: Path, start: int = 0) -> None:
+        self.path = path
+        self.data: dict[str, Any] = {"eval": [], "train": []}
+        if path.exists():  # resumed at iteration ``start``: later entries are redone
+            old = json.loads(path.read_text())
+            self.data = {k: [e for e in old[k] if e["iteration"] < start] for k in self.data}
+        self.t0 = time.perf_counter() - (
+            self.data["eval"][-1]["wall_s"] if self.data["eval"] else 0
+        )
+        self.samples = sum(x["samples"] for x in self.data["train"])
+
+    def has(self, it: int) -> bool:
+        """Whether iteration ``it`` was evaluated already."""
+        return any(e["iteration"] == it for e in self.data["eval"])
+
+    def add(self, it: int, result: dict[str, float]) -> None:
+        """Record an evaluation at iteration ``it``."""
+        wall = round(time.perf_counter() - self.t0, 2)
+        self.data["eval"].append({"iteration": it, "samples": self.samples, "wall_s": wall,
+                                  **result})  # fmt: skip
+        self._write()
+
+    def step(self, it: int, rewards: list[float], metrics: dict, tokens: int, n: int) -> None:
+        """Record one training iteration."""
+        self.samples += n
+        keep = {
+            k: round(float(v), 5)
+            for k, v in metrics.items()
+            if k in ("loss", "kl", "clip_frac", "kept")
+        }
+        self.data["train"].append({"iteration": it, "samples": n, "tokens": tokens,
+                                   "reward": sum(rewards) / max(n, 1), **keep})  # fmt: skip
+        self._write()
+
+    def _write(self) -> None:
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.data, indent=1))
+        tmp.replace(self.path)

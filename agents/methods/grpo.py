@@ -23,8 +23,6 @@ Training state is checkpointed; a killed cell resumes at its last checkpointed i
 
 from __future__ import annotations
 
-import json
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -33,8 +31,10 @@ from typing import Any, NamedTuple
 
 from earlyexp.agents.methods import register
 from earlyexp.agents.methods.common import (
+    Curve,
     LLMConfig,
     eval_sampling,
+    eval_subset,
     evaluate_policy,
     prompt_config,
     torch_threads,
@@ -321,7 +321,7 @@ def curve_point(
 ) -> None:  # fmt: skip
     """Evaluate the learning curve at iteration ``it`` when it is due and not done yet."""
     if config.eval_every and it % config.eval_every == 0 and not curve.has(it):
-        curve.add(it, _eval_subset(policy, env_id, config, seed, prompt, pool))
+        curve.add(it, eval_subset(policy, env_id, config.eval_subset, config, seed, prompt, pool))
 
 
 def finish_rl(
@@ -331,62 +331,10 @@ def finish_rl(
     """The end of an RL cell: the last curve point, the checkpoint, the test panels."""
     from earlyexp.agents.sft import save_checkpoint
 
-    curve.add(config.iterations, _eval_subset(policy, env_id, config, seed, prompt, pool))
+    curve.add(
+        config.iterations,
+        eval_subset(policy, env_id, config.eval_subset, config, seed, prompt, pool),
+    )
     save_checkpoint(policy.model, policy.tokenizer, run_dir / "checkpoint")
     sampling = eval_sampling(config, seed)
     return evaluate_policy(policy, env_id, config, seed, run_dir, prompt, sampling, pool)
-
-
-def _eval_subset(
-    policy: Any, env_id: str, config: GRPOConfig, seed: int, prompt: Any, pool: Any
-) -> dict[str, float]:
-    from earlyexp.agents.evaluation import play_panels
-    from earlyexp.agents.rollout import RolloutEngine
-
-    engine = RolloutEngine(policy, prompt, eval_sampling(config, seed), pool)
-    trajs = play_panels(engine, env_id, config.eval_subset, seed, config.batch_size, ("test",))
-    n = max(len(trajs), 1)
-    return {"success": sum(t.success for t in trajs) / n, "score": sum(t.score for t in trajs) / n}
-
-
-class Curve:
-    """The learning curve, kept in ``curve.json`` as it grows (a resumed run reads it back)."""
-
-    def __init__(self, path: Path, start: int = 0) -> None:
-        self.path = path
-        self.data: dict[str, Any] = {"eval": [], "train": []}
-        if path.exists():  # resumed at iteration ``start``: later entries are redone
-            old = json.loads(path.read_text())
-            self.data = {k: [e for e in old[k] if e["iteration"] < start] for k in self.data}
-        self.t0 = time.perf_counter() - (
-            self.data["eval"][-1]["wall_s"] if self.data["eval"] else 0
-        )
-        self.samples = sum(x["samples"] for x in self.data["train"])
-
-    def has(self, it: int) -> bool:
-        """Whether iteration ``it`` was evaluated already."""
-        return any(e["iteration"] == it for e in self.data["eval"])
-
-    def add(self, it: int, result: dict[str, float]) -> None:
-        """Record an evaluation at iteration ``it``."""
-        wall = round(time.perf_counter() - self.t0, 2)
-        self.data["eval"].append({"iteration": it, "samples": self.samples, "wall_s": wall,
-                                  **result})  # fmt: skip
-        self._write()
-
-    def step(self, it: int, rewards: list[float], metrics: dict, tokens: int, n: int) -> None:
-        """Record one training iteration."""
-        self.samples += n
-        keep = {
-            k: round(float(v), 5)
-            for k, v in metrics.items()
-            if k in ("loss", "kl", "clip_frac", "kept")
-        }
-        self.data["train"].append({"iteration": it, "samples": n, "tokens": tokens,
-                                   "reward": sum(rewards) / max(n, 1), **keep})  # fmt: skip
-        self._write()
-
-    def _write(self) -> None:
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.data, indent=1))
-        tmp.replace(self.path)

@@ -13,19 +13,24 @@ prompt breaks under any other. Evaluation always plays the original prompt.
 
 Files under ``run_dir``: ``expert_sft.jsonl``, ``train_state/`` (the latest training
 checkpoint; a killed cell resumes from it), ``checkpoint/`` (the final ``save_pretrained``
-folder), ``train_log.json``, ``trajectories_{test,ood}.jsonl``.
+folder), ``train_log.json``, ``trajectories_{test,ood}.jsonl``, and with ``eval_every`` the
+learning curve ``sft_curve.json`` (greedy success on the first ``eval_subset`` test tasks every
+``eval_every`` SFT steps).
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from earlyexp.agents.methods import register
 from earlyexp.agents.methods.common import (
+    Curve,
     LearnerConfig,
+    eval_subset,
     finish_learner,
     prompt_config,
     sft_stage,
@@ -34,6 +39,8 @@ from earlyexp.agents.methods.common import (
 from earlyexp.agents.models import require_local
 from earlyexp.agents.records import EpisodeRecord
 from earlyexp.agents.rollout import Trajectory
+
+SFT_CURVE = "sft_curve.json"
 
 
 @dataclass
@@ -48,6 +55,13 @@ class ILConfig(LearnerConfig):
     The revised prompts are 3-8x longer than the original: set group_by_length too."""
     variant_chars: int = 2000
     """Revised prompts are capped at this many characters (ERL's ``max_prompt_chars``)."""
+    eval_every: int = 0
+    """Every this many SFT steps (and at the last), play the first ``eval_subset`` test tasks
+    greedily and add a point (step, examples, wall s, success, score) to ``sft_curve.json``
+    (0: off): how many steps a model needs before it first succeeds. The training is the same
+    with or without it; the evaluations' time counts in the cell's."""
+    eval_subset: int = 20
+    """Test tasks per ``sft_curve.json`` point."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -55,6 +69,11 @@ class ILConfig(LearnerConfig):
             raise ValueError(f"Expect 0 <= prompt_variants <= 1, actually: {self.prompt_variants}")
         if self.variant_chars < 1:
             raise ValueError(f"Expect variant_chars >= 1, actually: {self.variant_chars}")
+        if self.eval_every < 0 or self.eval_subset < 1:
+            raise ValueError(
+                "Expect eval_every >= 0 and eval_subset >= 1, actually: "
+                f"{self.eval_every}, {self.eval_subset}"
+            )
 
 
 @register("il", config=ILConfig, kind="llm", trains=True)
@@ -80,10 +99,37 @@ def run(
             demos = vary_prompts(env_id, demos, config, seed, prompt, pool)
         data = write_chat_jsonl(expert_records(demos, prompt.window), run_dir / EXPERT_FILE)
         net, tokenizer = load_model(path, device, training=True)
+        on_step = sft_curve(net, tokenizer, env_id, config, seed, run_dir, prompt, pool)
         net, log = sft_stage(net, tokenizer, read_chat_jsonl(data), config.steps, config, seed,
-                             run_dir / "train_state")  # fmt: skip
+                             run_dir / "train_state", on_step)  # fmt: skip
         return finish_learner(net, tokenizer, {"il": log}, env_id, config, seed, run_dir,
                               prompt, pool)  # fmt: skip
+
+
+def sft_curve(
+    net: Any, tokenizer: Any, env_id: str, config: ILConfig, seed: int, run_dir: Path,
+    prompt: Any, pool: Any,
+) -> Callable[[int], None] | None:  # fmt: skip
+    """The SFT hook that writes ``sft_curve.json`` (``config.eval_every``), or None when off.
+
+    A resumed run keeps the points already written and evaluates only the missing ones.
+    """
+    if not config.eval_every:
+        return None
+    from earlyexp.agents.backends.hf import HFPolicy
+
+    curve = Curve(run_dir / SFT_CURVE)
+    policy = HFPolicy(net, tokenizer, batch_size=config.batch_size)
+
+    def on_step(done: int) -> None:
+        due = done % config.eval_every == 0 or done == config.steps
+        if due and not curve.has(done):
+            net.eval()
+            curve.samples = done * config.sft_batch_size
+            curve.add(done, eval_subset(policy, env_id, config.eval_subset, config, seed,
+                                        prompt, pool))  # fmt: skip
+
+    return on_step
 
 
 def vary_prompts(

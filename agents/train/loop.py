@@ -187,14 +187,23 @@ class Trainer:
             )
         return loss, value, metrics
 
-    def fit(self, batch_at: Callable[[int], Any]) -> list[dict[str, float]]:
-        """Run the steps not done yet; ``batch_at(k)`` builds micro-batch k. Return the log."""
+    def fit(
+        self, batch_at: Callable[[int], Any], on_step: Callable[[int], None] | None = None
+    ) -> list[dict[str, float]]:
+        """Run the steps not done yet; ``batch_at(k)`` builds micro-batch k. Return the log.
+
+        ``on_step(done)`` runs after each optimizer step (an evaluation, say); the model is
+        put back in training mode before the next.
+        """
         A, total = self.config.grad_accum, self.config.steps
         self.model.train()
         shown = bar(range(self.done, total), initial=self.done, total=total, desc=self.desc,
                     unit="step")  # fmt: skip
         for step in shown:
             self.step([batch_at(step * A + j) for j in range(A)])
+            if on_step is not None:
+                on_step(self.done)
+                self.model.train()
             if self.log and self.log[-1]["step"] == step:
                 shown.set_postfix(loss=f"{self.log[-1]['loss']:.3f}", refresh=False)
         self.model.eval()
