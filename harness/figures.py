@@ -128,15 +128,17 @@ def _mean_curve(runs: list[list[dict]]) -> list[dict[str, float]]:
     out = []
     for it in sorted(common):
         pts = [next(e for e in run if e["iteration"] == it) for run in runs]
-        out.append({k: sum(p[k] for p in pts) / len(pts) for k in ("samples", "wall_s", "success")})
+        keys = ("iteration", "samples", "wall_s", "success")
+        out.append({k: sum(p[k] for p in pts) / len(pts) for k in keys})
     return out
 
 
-def plot_curves(curves: list[dict[str, Any]], path: Path) -> list[Path]:
+def plot_curves(curves: list[dict[str, Any]], path: Path, sft: bool = False) -> list[Path]:
     """Success against episodes sampled and against wall time, a row of panels per env.
 
     ``curves``: ``{"env", "method", "seed", "eval": [{iteration, samples, wall_s, success,
-    ...}], "n": tasks per point}`` per RL cell, in the run's order.
+    ...}], "n": tasks per point}`` per RL cell, in the run's order. ``sft``: IL's curves
+    (``sft_curve.json``), against SFT steps instead of episodes.
     """
     plt = _pyplot()
     curves = [c for c in curves if c.get("eval")]
@@ -151,7 +153,7 @@ def plot_curves(curves: list[dict[str, Any]], path: Path) -> list[Path]:
             runs = [c for c in curves if (c["env"], c["method"]) == (env, method)]
             ns.update(c["n"] for c in runs if c.get("n"))
             rgb = color(i, len(methods))
-            for ax, key in ((ax_s, "samples"), (ax_t, "wall_s")):
+            for ax, key in ((ax_s, "iteration" if sft else "samples"), (ax_t, "wall_s")):
                 if len(runs) > 1:
                     for c in runs:
                         ax.plot([e[key] for e in c["eval"]],
@@ -160,7 +162,8 @@ def plot_curves(curves: list[dict[str, Any]], path: Path) -> list[Path]:
                 mean = _mean_curve([c["eval"] for c in runs])
                 ax.plot([e[key] for e in mean], [100 * e["success"] for e in mean], color=rgb,
                         marker="o", ms=3, label=f"{method} ({len(runs)} seed{'s' * (len(runs) > 1)})")  # fmt: skip
-        for ax, label in ((ax_s, "episodes sampled"), (ax_t, "wall time (s)")):
+        first = "SFT steps" if sft else "episodes sampled"
+        for ax, label in ((ax_s, first), (ax_t, "wall time (s)")):
             ax.set_xlabel(label)
             ax.set_ylim(0, 100)
             ax.grid(alpha=0.3)
@@ -168,7 +171,8 @@ def plot_curves(curves: list[dict[str, Any]], path: Path) -> list[Path]:
         ax_s.legend(fontsize=7)
     n_note = f"the first {'/'.join(map(str, sorted(ns)))} test tasks" if ns else "test tasks"
     caption = (
-        f"Greedy success on {n_note} during RL training (the learning-curve subset, not the "
+        f"Greedy success on {n_note} during {'SFT' if sft else 'RL training'} (the "
+        "learning-curve subset, not the "
         "full panel); lines: mean over seeds, thin: each seed."
     )
     return _save(plt, fig, path, caption)

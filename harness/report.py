@@ -49,7 +49,7 @@ if TYPE_CHECKING:
 __all__ = ["markdown_table", "render", "report_run", "summarize", "summary_rows", "write_report"]
 
 CELL_FILES = {"curve": "curve.json", "success_at_k": "success_at_k.json",
-              "branch_stats": "branch_stats.json"}  # fmt: skip
+              "branch_stats": "branch_stats.json", "sft_curve": "sft_curve.json"}  # fmt: skip
 """Small JSON files of a cell's folder that ``results.json`` keeps (under ``cell_files``)."""
 
 
@@ -239,11 +239,15 @@ def _cells(results: dict[str, Any]) -> list[CellResult]:
     return [CellResult.from_json(c) for c in results["cells"]]
 
 
-def curves_of(results: dict[str, Any]) -> list[dict[str, Any]]:
-    """The learning curves in ``results`` (RL cells), with the tasks each point evaluated."""
+def curves_of(results: dict[str, Any], kind: str = "curve") -> list[dict[str, Any]]:
+    """The learning curves in ``results``, with the tasks each point evaluated.
+
+    ``kind``: ``"curve"`` (RL cells, by iteration) or ``"sft_curve"`` (IL with ``eval_every``,
+    by SFT step).
+    """
     out = []
     for c in results["cells"]:
-        curve = results.get("cell_files", {}).get(_key_of(c), {}).get("curve")
+        curve = results.get("cell_files", {}).get(_key_of(c), {}).get(kind)
         if curve and curve.get("eval"):
             out.append({"env": c["env"], "method": c["method"], "seed": c["seed"],
                         "eval": curve["eval"], "n": c["config"].get("eval_subset")})  # fmt: skip
@@ -287,6 +291,7 @@ def render(out: Path, results: dict[str, Any]) -> list[Path]:
     sections = [
         seeds_markdown(per_seed),
         reflexion_section(results),
+        sft_curve_section(results),
         difficulty_markdown(buckets, spread),
     ]
     _write(
@@ -323,6 +328,12 @@ def _figures(
     jobs: list[tuple[str, Callable[[], list[Path]]]] = [
         ("success", lambda: figures.plot_success(rows, plots / "success.png", seeds)),
         ("curves", lambda: figures.plot_curves(curves_of(results), plots / "curves.png")),
+        (
+            "sft_curves",
+            lambda: figures.plot_curves(
+                curves_of(results, "sft_curve"), plots / "sft_curves.png", sft=True
+            ),
+        ),
         ("difficulty", lambda: figures.plot_difficulty(buckets, plots / "difficulty.png")),
     ]
     drawn: list[Path] = []
@@ -333,6 +344,32 @@ def _figures(
             warnings.warn(f"Figure {name} not drawn: {type(err).__name__}: {err}", RuntimeWarning,
                           stacklevel=2)  # fmt: skip
     return drawn
+
+
+def sft_curve_section(results: dict[str, Any]) -> str:
+    """Markdown: the first test success and the best point of each IL cell's SFT curve.
+
+    Read from the ``sft_curve.json`` of IL cells with ``eval_every`` ("" when none wrote one).
+    """
+    curves = curves_of(results, "sft_curve")
+    if not curves:
+        return ""
+    lines = [
+        "## SFT learning curves",
+        "",
+        "Greedy success on the first n test tasks every `eval_every` SFT steps "
+        "(`sft_curve.json`; the learning rate decays over the cell's whole `steps`).",
+        "",
+        "| env | method | seed | n | first success: step (wall s) | best: success % at step |",
+        "|---|---|---|---|---|---|",
+    ]
+    for c in curves:
+        first = next((e for e in c["eval"] if e["success"] > 0), None)
+        best = max(c["eval"], key=lambda e: (e["success"], -e["iteration"]))
+        at = f"{first['iteration']} ({first['wall_s']:.0f})" if first else "none"
+        lines.append(f"| {short_env(c['env'])} | {c['method']} | {c['seed']} | {c['n']} | {at} "
+                     f"| {100 * best['success']:.1f} at {best['iteration']} |")  # fmt: skip
+    return "\n".join(lines)
 
 
 def reflexion_section(results: dict[str, Any]) -> str:

@@ -74,3 +74,26 @@ def test_il_config_rejects_a_negative_eval_every():
         ILConfig(eval_every=-1)
     with pytest.raises(ValueError, match="eval_subset >= 1"):
         ILConfig(eval_subset=0)
+
+
+def test_the_bench_report_shows_il_sft_curves(tiny_path, tmp_path, monkeypatch):
+    from earlyexp.harness.bench import BenchConfig, run_bench
+
+    monkeypatch.setenv("EARLYEXP_CACHE", str(tiny_path.parent.parent))
+    out = tmp_path / "run"
+    sets = ["il.steps=4", "il.eval_every=2", "il.eval_subset=2"]
+    run_bench(BenchConfig(profile="smoke", envs=[FL], methods=["il"], set=sets,
+                          model="tiny:test", device="cpu", out=str(out)))  # fmt: skip
+    cell = "il__EarlyExp_FrozenLake-v0__s0"
+    curve = json.loads((out / "cells" / cell / SFT_CURVE).read_text())
+    assert [e["iteration"] for e in curve["eval"]] == [2, 4]
+    table = (out / "table.md").read_text()
+    assert "## SFT learning curves" in table
+    row = next(
+        line for line in table.splitlines() if line.startswith("| FrozenLake-v0 | il | 0 | 2 |")
+    )
+    first = next((e for e in curve["eval"] if e["success"] > 0), None)
+    assert (f"| {first['iteration']} (" in row) if first else ("| none |" in row)
+    assert (out / "plots" / "sft_curves.png").stat().st_size > 1000
+    kept = json.loads((out / "results.json").read_text())["cell_files"]
+    assert kept[cell]["sft_curve"] == curve
