@@ -316,10 +316,11 @@ class Curve:
         """Whether iteration ``it`` was evaluated already."""
         return any(e["iteration"] == it for e in self.data["eval"])
 
-    def add(self, it: int, result: dict[str, float]) -> None:
-        """Record an evaluation at iteration ``it``."""
+    def add(self, it: int, result: dict[str, float], samples: int | None = None) -> None:
+        """Record an evaluation at iteration ``it`` (``samples``: default, those of :meth:`step`)."""
         wall = round(time.perf_counter() - self.t0, 2)
-        self.data["eval"].append({"iteration": it, "samples": self.samples, "wall_s": wall,
+        done = self.samples if samples is None else samples
+        self.data["eval"].append({"iteration": it, "samples": done, "wall_s": wall,
                                   **result})  # fmt: skip
         self._write()
 

@@ -125,9 +125,8 @@ def sft_curve(
         due = done % config.eval_every == 0 or done == config.steps
         if due and not curve.has(done):
             net.eval()
-            curve.samples = done * config.sft_batch_size
-            curve.add(done, eval_subset(policy, env_id, config.eval_subset, config, seed,
-                                        prompt, pool))  # fmt: skip
+            point = eval_subset(policy, env_id, config.eval_subset, config, seed, prompt, pool)
+            curve.add(done, point, samples=done * config.sft_batch_size)
 
     return on_step
 
