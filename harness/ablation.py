@@ -40,8 +40,8 @@ class AblationConfig:
     """Bench profile the other settings come from."""
     seeds: list[int] = dataclasses.field(default_factory=list)
     """Seeds, comma-separated (default: the profile's)."""
-    model: str = "tiny"
-    """LLM policy, as for earlyexp bench."""
+    model: str = ""
+    """LLM policy, as for earlyexp bench (default: the profile's)."""
     device: str = "auto"
     """auto, cpu, cuda or cuda:N."""
     eval_tasks: int = 0

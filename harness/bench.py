@@ -47,10 +47,11 @@ class BenchConfig:
     """Env ids, comma-separated (default: the profile's, else every registered id)."""
     seeds: list[int] = field(default_factory=list)
     """Seeds, comma-separated (default: the profile's)."""
-    model: str = "tiny"
+    model: str = ""
     """LLM policy: tiny (the built-in preset, trained locally), tiny:base (tiny pretrained to
     copy from its context, built once in about 14 min), a checkpoint folder, or
-    http://HOST:PORT/v1#MODEL (an OpenAI-compatible server; evaluation-only methods)."""
+    http://HOST:PORT/v1#MODEL (an OpenAI-compatible server; evaluation-only methods). Default:
+    the profile's (tiny; tiny:base in standard)."""
     device: str = "auto"
     """auto (cuda when available), cpu, cuda or cuda:N."""
     eval_tasks: int = 0
@@ -441,6 +442,7 @@ def run_bench(cfg: BenchConfig) -> Path:
     from earlyexp.harness.report import write_report
 
     profile = get_profile(cfg.profile)
+    cfg = dataclasses.replace(cfg, model=cfg.model or profile.model)  # recorded as run
     cells = plan_cells(cfg, profile)
     out = Path(cfg.out or f"runs/{cfg.profile}")
     out.mkdir(parents=True, exist_ok=True)

@@ -328,3 +328,24 @@ def test_ablation_table_counts_branch_samples_and_says_when_k_saturates(tmp_path
     table = _table(AblationConfig(), [(k, row, b) for k, b in runs.items()])
     assert "| 4 | 50.0 [40.0, 60.0] | - | 15 | 5 |" in table
     assert "trained on the same data" in table
+
+
+def test_the_model_defaults_to_the_profiles_and_is_recorded(tmp_path, monkeypatch):
+    from earlyexp.harness import bench
+
+    seen = []
+    real = bench.run_cell
+    monkeypatch.setattr(
+        bench, "run_cell", lambda c, cfg, o: seen.append(cfg.model) or real(c, cfg, o)
+    )
+    for profile, model, want in [("standard", "", "tiny:base"), ("standard", "tiny", "tiny"),
+                                 ("smoke", "", "tiny")]:  # fmt: skip
+        out = tmp_path / f"{profile}-{model}"
+        run_bench(BenchConfig(profile=profile, envs=CONTROL[:1], methods=["random"], seeds=[0],
+                              model=model, eval_tasks=2, out=str(out)))  # fmt: skip
+        assert seen.pop() == want
+        assert json.loads((out / "config.json").read_text())["model"] == want
+    # a run made under the profile's default resumes only under the same model
+    with pytest.raises(ValueError, match="changed"):
+        run_bench(BenchConfig(profile="standard", envs=CONTROL[:1], methods=["random"],
+                              seeds=[0], model="tiny", eval_tasks=2, out=str(tmp_path / "standard-")))  # fmt: skip
