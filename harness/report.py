@@ -277,7 +277,8 @@ def render(out: Path, results: dict[str, Any]) -> list[Path]:
     per_seed = seed_rows(cells)
     if per_seed:
         _write(out / "seeds.csv", seeds_csv(per_seed))
-    _write(out / "table.tex", latex_table(rows, f"earlyexp bench: profile {config.get('profile')}"))
+    title = f"earlyexp bench: profile {config.get('profile')}, model {config.get('model')}"
+    _write(out / "table.tex", latex_table(rows, title))
     _write(out / "difficulty.csv", difficulty_csv(buckets))
     _write(out / "difficulty.tex", difficulty_latex(buckets))
     seeds = sorted({c.seed for c in cells})
@@ -296,7 +297,7 @@ def render(out: Path, results: dict[str, Any]) -> list[Path]:
     ]
     _write(
         out / "table.md",
-        f"# earlyexp bench: profile {config.get('profile')}\n\n"
+        f"# {title}\n\n"
         "Success = the env's success flag; ID = the `test` panel, OOD = the `ood` panel; "
         "intervals are Wilson 95%. `wall s`: seconds the row's cells took. "
         "The same numbers: `table.csv`, `table.tex` (booktabs).\n\n"

@@ -345,6 +345,7 @@ def test_the_model_defaults_to_the_profiles_and_is_recorded(tmp_path, monkeypatc
                               model=model, eval_tasks=2, out=str(out)))  # fmt: skip
         assert seen.pop() == want
         assert json.loads((out / "config.json").read_text())["model"] == want
+        assert f"profile {profile}, model {want}" in (out / "table.md").read_text()
     # a run made under the profile's default resumes only under the same model
     with pytest.raises(ValueError, match="changed"):
         run_bench(BenchConfig(profile="standard", envs=CONTROL[:1], methods=["random"],
