@@ -63,6 +63,8 @@ def load_model(
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging
 
+    import earlyexp.agents.backends.copyhead  # noqa: F401  (registers the copy-head model type)
+
     logging.disable_progress_bar()
     if not (Path(path) / "config.json").exists():
         raise ValueError(f"Expect a checkpoint folder with config.json, actually: {str(path)!r}")

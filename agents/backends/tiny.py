@@ -79,6 +79,8 @@ class TinySpec:
         seed: seeds the corpus episodes and the weight initialization.
         pretrain: pretraining of the fresh model before it is saved
             (:mod:`~earlyexp.agents.backends.pretrain`; None: the weights stay random).
+        copy_head: mix a pointer over the context into the output
+            (:mod:`~earlyexp.agents.backends.copyhead`).
     """
 
     vocab_size: int = 2048
@@ -91,6 +93,7 @@ class TinySpec:
     episodes: int = 24
     seed: int = 0
     pretrain: PretrainSpec | None = None
+    copy_head: bool = False
 
     def __post_init__(self) -> None:
         if self.hidden_size % self.num_heads:
@@ -126,6 +129,9 @@ PRESETS: dict[str, TinySpec] = {
     # ``tiny`` pretrained to copy from its context (induction heads) on the text envs' train
     # stream, for the envs whose replies copy from the page (issue 20): ~14 min once, cached
     "base": TinySpec(envs=TINY_ENVS, pretrain=BASE),
+    # ``tiny`` with a copy head (a pointer over its context in the output), not pretrained:
+    # the copy path from the first SFT step instead of induction heads learnt in pretraining
+    "copy": TinySpec(envs=TINY_ENVS, copy_head=True),
     "test": TinySpec(
         vocab_size=1024,
         hidden_size=64,
@@ -158,6 +164,8 @@ def checkpoint_dir(spec: TinySpec, name: str = "tiny") -> Path:
     fields = asdict(spec)
     if fields["pretrain"] is None:  # the key of every spec from before pretraining existed
         del fields["pretrain"]
+    if not fields["copy_head"]:  # nor from before the copy head
+        del fields["copy_head"]
     key = json.dumps([CORPUS_VERSION, fields, resolve_envs(spec)], sort_keys=True)
     digest = hashlib.sha256(key.encode()).hexdigest()[:12]
     return cache_root() / "tiny" / f"{name}-{digest}"
@@ -198,10 +206,12 @@ def build_tiny(spec: TinySpec, path: Path) -> None:
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
+    from earlyexp.agents.backends.copyhead import CopyConfig, CopyForCausalLM
+
     tokenizer = train_tokenizer(
         corpus(resolve_envs(spec), spec.episodes, spec.seed), spec.vocab_size
     )
-    config = LlamaConfig(
+    config = (CopyConfig if spec.copy_head else LlamaConfig)(
         vocab_size=len(tokenizer),
         hidden_size=spec.hidden_size,
         intermediate_size=4 * spec.hidden_size,
@@ -216,7 +226,7 @@ def build_tiny(spec: TinySpec, path: Path) -> None:
         bos_token_id=None,
     )
     torch.manual_seed(spec.seed)
-    model = LlamaForCausalLM(config)
+    model = (CopyForCausalLM if spec.copy_head else LlamaForCausalLM)(config)
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.generation_config.eos_token_id = tokenizer.eos_token_id
     # servers that read the generation config (transformers serve, vLLM) sample by default

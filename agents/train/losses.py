@@ -43,7 +43,7 @@ LOGITS_ARE_HEAD_OF_HIDDEN = (
 scaling), so :func:`masked_lm_loss` may project the labelled positions only."""
 
 
-SHARES_PREFIX = ("llama", "qwen2", "qwen3", "mistral", "smollm3", "olmo", "phi3")
+SHARES_PREFIX = ("llama", "qwen2", "qwen3", "mistral", "smollm3", "olmo", "phi3", "earlyexp_copy")
 """Model types (decoders with rotary positions and ``DynamicCache``) whose batches may run a
 prefix shared by every row once (:func:`decoder_hidden`)."""
 SHARED_PREFIX_MIN = 32
@@ -110,6 +110,8 @@ def decoder_hidden(core: Any, ids: torch.Tensor) -> torch.Tensor:
 def _labelled_logits(model: Any, ids: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
     """Logits predicting ``ids[:, 1:][keep]``: (N, V), projected at those N positions only."""
     core = unwrap_peft(model)
+    if hasattr(core, "labelled_log_probs"):  # the copy head: the mixture at those N only
+        return core.labelled_log_probs(decoder_hidden(core, ids), ids, keep)  # (N, V)
     if getattr(core.config, "model_type", "") in LOGITS_ARE_HEAD_OF_HIDDEN:
         hidden = decoder_hidden(core, ids)  # (B, T, H)
         return core.get_output_embeddings()(hidden[:, :-1][keep])  # (N, V)
@@ -128,7 +130,8 @@ def masked_lm_loss(model: Any, ids: torch.Tensor, labels: torch.Tensor) -> torch
     import torch
 
     core = unwrap_peft(model)
-    if getattr(core.config, "model_type", "") not in LOGITS_ARE_HEAD_OF_HIDDEN:
+    projects = hasattr(core, "labelled_log_probs")  # the copy head
+    if not projects and getattr(core.config, "model_type", "") not in LOGITS_ARE_HEAD_OF_HIDDEN:
         return model(input_ids=ids, labels=labels).loss
     targets = labels[:, 1:]  # (B, T-1) token t+1 is predicted at position t
     keep = targets != IGNORE  # (B, T-1)
