@@ -49,7 +49,8 @@ class BenchConfig:
     """Seeds, comma-separated (default: the profile's)."""
     model: str = ""
     """LLM policy: tiny (the built-in preset, trained locally), tiny:base (tiny pretrained to
-    copy from its context, built once in about 14 min), a checkpoint folder, or
+    copy from its context, built once in about 14 min), tiny:copy (tiny with a copy head), a
+    checkpoint folder, or
     http://HOST:PORT/v1#MODEL (an OpenAI-compatible server; evaluation-only methods). Default:
     the profile's (tiny; tiny:base in standard)."""
     device: str = "auto"

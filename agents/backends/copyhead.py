@@ -6,11 +6,14 @@ small model trained from scratch learns that copying late, through induction hea
 
     p(w | x_<=t) = g_t * softmax(W h_t)[w] + (1 - g_t) * sum_{j < t, x_{j+1} = w} alpha_tj
 
-with h the last layer's states, alpha_t = softmax_j(q(h_t) . k(h_j) / sqrt(d)) over the
+with h the last layer's states, alpha_t = softmax_j(q_t . k_j / sqrt(d)) over the
 earlier positions j whose next token x_{j+1} is known, and g_t = sigmoid(w_g . h_t). Attending
 to j copies the token that followed it, so "continue the span I am copying" is attending to
 the position of the token just written, the induction step. ``q`` and ``k`` start as the
-identity, so from the first step a state attends to earlier states like itself. A position
+identity, so from the first step a state attends to earlier states like itself. ``q_t =
+q(h_t)`` and ``k_j = k(h_j)``, plus, with ``copy_context = n > 1``, maps of the normalized
+embeddings of the n - 1 tokens before (also the identity at first): a span is then matched on
+its last n tokens. A position
 with no earlier source predicts from the vocabulary alone.
 
 ``logits`` are ``log p`` (normalized, so ``log_softmax`` leaves them unchanged and every
@@ -37,9 +40,22 @@ _KEYS, _IDS = "_earlyexp_copy_keys", "_earlyexp_copy_ids"
 
 
 class CopyConfig(LlamaConfig):
-    """``LlamaConfig`` of a model with a copy head (same fields)."""
+    """``LlamaConfig`` of a model with a copy head.
+
+    Args:
+        copy_context: tokens ending at a position that its copy query and key see: 1, the last
+            layer's state alone; n > 1, also the n - 1 tokens before it (their normalized
+            embeddings, each through its own map), so that a span is matched on its last n
+            tokens and not on one token that recurs everywhere (``/``, a digit).
+    """
 
     model_type = MODEL_TYPE
+
+    def __init__(self, copy_context: int = 1, **kwargs: Any) -> None:
+        if copy_context < 1:
+            raise ValueError(f"Expect copy_context >= 1, actually: {copy_context}")
+        self.copy_context = copy_context
+        super().__init__(**kwargs)
 
 
 class CopyForCausalLM(LlamaForCausalLM):
@@ -53,12 +69,20 @@ class CopyForCausalLM(LlamaForCausalLM):
         self.copy_q = nn.Linear(width, width, bias=False)
         self.copy_k = nn.Linear(width, width, bias=False)
         self.copy_gate = nn.Linear(width, 1)
+        before = getattr(config, "copy_context", 1) - 1
+        self.copy_q_before = nn.ModuleList(
+            nn.Linear(width, width, bias=False) for _ in range(before)
+        )
+        self.copy_k_before = nn.ModuleList(
+            nn.Linear(width, width, bias=False) for _ in range(before)
+        )
         self._identity_init()
 
     def _identity_init(self) -> None:
         with torch.no_grad():
-            self.copy_q.weight.copy_(torch.eye(self.config.hidden_size))
-            self.copy_k.weight.copy_(torch.eye(self.config.hidden_size))
+            eye = torch.eye(self.config.hidden_size)
+            for lin in (self.copy_q, self.copy_k, *self.copy_q_before, *self.copy_k_before):
+                lin.weight.copy_(eye)
             self.copy_gate.weight.zero_()
             self.copy_gate.bias.zero_()
 
@@ -87,13 +111,19 @@ class CopyForCausalLM(LlamaForCausalLM):
             use_cache=use_cache,
             **kwargs,
         )
+        if not isinstance(logits_to_keep, int):
+            raise ValueError(f"Expect logits_to_keep an int, actually: {type(logits_to_keep)}")
         h = out.last_hidden_state  # (B, T, H)
-        keys, ids = self._sources(out.cache, self.copy_k(h), input_ids)  # (B, S, H), (B, S)
-        if isinstance(logits_to_keep, int):
-            hq = h[:, -logits_to_keep:] if logits_to_keep else h
-        else:
-            hq = h[:, logits_to_keep]
-        logits = self._mixture(hq, keys, ids, attention_mask)
+        ids, old_keys = self._context(out.cache, input_ids)  # (B, S): the whole context
+        S, T = ids.shape[1], h.shape[1]
+        keys = self.copy_k(h) + self._before(self.copy_k_before, ids, S - T)  # (B, T, H)
+        if old_keys is not None:
+            keys = torch.cat([old_keys, keys], 1)  # (B, S, H)
+        if out.cache is not None:
+            setattr(out.cache, _KEYS, keys.detach())
+        hq = h[:, -logits_to_keep:] if logits_to_keep else h  # (B, Tq, H)
+        q = self.copy_q(hq) + self._before(self.copy_q_before, ids, S - hq.shape[1])
+        logits = self._mixture(hq, q, keys, ids, attention_mask)
         loss = None
         if labels is not None:
             loss = self.loss_function(
@@ -102,25 +132,38 @@ class CopyForCausalLM(LlamaForCausalLM):
         return CausalLMOutputWithPast(loss=loss, logits=logits, cache=out.cache)
 
     @staticmethod
-    def _sources(store: Any, new_keys: torch.Tensor, new_ids: torch.Tensor):
-        """Copy keys and ids of the whole context: the cached ones, then this call's."""
+    def _context(store: Any, new_ids: torch.Tensor) -> tuple[torch.Tensor, Any]:
+        """The ids of the whole context (the cached ones, then this call's) and the cached keys."""
         if store is None:
-            return new_keys, new_ids
+            return new_ids, None
         old_keys = getattr(store, _KEYS, None)
         if old_keys is not None and store.get_seq_length() > new_ids.shape[1]:
-            new_keys = torch.cat([old_keys, new_keys], 1)
             new_ids = torch.cat([getattr(store, _IDS), new_ids], 1)
-        setattr(store, _KEYS, new_keys.detach())
+        else:
+            old_keys = None
         setattr(store, _IDS, new_ids)
-        return new_keys, new_ids
+        return new_ids, old_keys
 
-    def _mixture(self, hq, keys, ids, attention_mask) -> torch.Tensor:
+    def _before(self, maps: nn.ModuleList, ids: torch.Tensor, start: int) -> Any:
+        """Sum over o of ``maps[o-1]`` of the normalized embedding of x_{p-o}, p >= ``start``."""
+        if not len(maps):
+            return 0
+        lo = max(0, start - len(maps))
+        e = self.model.embed_tokens(ids[:, lo:]).float()  # (B, S - lo, H)
+        e = e * torch.rsqrt(e.pow(2).mean(-1, keepdim=True) + 1e-6)
+        total = 0
+        for o, lin in enumerate(maps, 1):
+            shifted = nn.functional.pad(e, (0, 0, o, 0))[:, : e.shape[1]]  # row p: x_{p-o}
+            total = total + lin(shifted[:, start - lo :])
+        return total
+
+    def _mixture(self, hq, q, keys, ids, attention_mask) -> torch.Tensor:
         """The log-mixture at the last ``hq.shape[1]`` positions of the context: (B, Tq, V)."""
         B, S = ids.shape
         Tq = hq.shape[1]
         if S < 2:
             return self._combine(hq, None, None, None)
-        scores = self._scores(hq, keys)  # (B, Tq, S-1)
+        scores = self._scores(q, keys)  # (B, Tq, S-1)
         valid = self._earlier(torch.arange(S - Tq, S, device=ids.device), S)[None]
         valid = valid.expand(B, -1, -1)  # (B, Tq, S-1)
         if attention_mask is not None:
@@ -142,15 +185,16 @@ class CopyForCausalLM(LlamaForCausalLM):
         hq = hidden[:, :-1][keep]  # (N, H)
         if T < 2 or not len(rows):
             return self._combine(hq, None, None, None)
-        keys = self.copy_k(hidden)  # (B, T, H)
-        scores = self._scores(hidden[:, :-1], keys)[rows, cols]  # (N, T-1)
+        keys = self.copy_k(hidden) + self._before(self.copy_k_before, ids, 0)  # (B, T, H)
+        q = self.copy_q(hidden[:, :-1]) + self._before(self.copy_q_before, ids[:, :-1], 0)
+        scores = self._scores(q, keys)[rows, cols]  # (N, T-1)
         valid = self._earlier(cols, T)  # (N, T-1)
         return self._combine(hq, scores, valid, ids[rows, 1:])
 
-    def _scores(self, hq: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
-        """q(h_t) . k(h_j) / sqrt(d) for every source j but the last: (B, Tq, S-1)."""
-        q = self.copy_q(hq).float()  # (B, Tq, H)
-        return q @ keys[:, :-1].float().transpose(1, 2) / math.sqrt(q.shape[-1])
+    @staticmethod
+    def _scores(q: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
+        """q_t . k_j / sqrt(d) for every source j but the last: (B, Tq, S-1)."""
+        return q.float() @ keys[:, :-1].float().transpose(1, 2) / math.sqrt(q.shape[-1])
 
     @staticmethod
     def _earlier(at: torch.Tensor, S: int) -> torch.Tensor:

@@ -10,10 +10,11 @@ from earlyexp.agents.policy import SamplingParams
 IGNORE = -100
 
 
-def small_copy_model(seed: int = 0):
+def small_copy_model(seed: int = 0, context: int = 1):
     from earlyexp.agents.backends.copyhead import CopyConfig, CopyForCausalLM
 
     config = CopyConfig(
+        copy_context=context,
         vocab_size=50, hidden_size=16, intermediate_size=64, num_hidden_layers=2,
         num_attention_heads=2, num_key_value_heads=2, tie_word_embeddings=True,
         initializer_range=0.1, pad_token_id=0, eos_token_id=1,
@@ -35,10 +36,11 @@ def test_logits_are_a_normalized_log_mixture_that_starts_out_copying():
     assert torch.allclose(logits[0, 0], vocab[0, 0], atol=1e-5)
 
 
-def test_cached_generation_scores_what_the_full_forward_scores():
+@pytest.mark.parametrize("context", [1, 3])
+def test_cached_generation_scores_what_the_full_forward_scores(context):
     from earlyexp.agents.backends.hf import cache_argument, new_cache
 
-    model = small_copy_model()
+    model = small_copy_model(context=context)
     ids = torch.randint(2, 50, (2, 12), generator=torch.Generator().manual_seed(3))
     with torch.no_grad():
         full = model(input_ids=ids).logits
@@ -58,6 +60,20 @@ def test_cached_generation_scores_what_the_full_forward_scores():
         assert torch.allclose(step, full[:, 7 + k], atol=1e-5)
 
 
+def test_a_longer_copy_context_matches_the_span_not_one_recurring_token():
+    # "/" recurs; what follows it depends on the token before it: 9 / 5 ... 8 / 6 ... 9 /
+    ids = torch.tensor([[9, 3, 5, 8, 3, 6, 2, 9, 3]])
+    for context, expect in ((1, None), (2, 5)):
+        model = small_copy_model(context=context)
+        with torch.no_grad():
+            model.copy_gate.bias.fill_(-20.0)  # the pointer alone
+            p = model(input_ids=ids).logits[0, -1].exp()
+        if expect is None:  # one token of context: the two continuations of 3 tie, roughly
+            assert p[5] < 0.9 and p[6] > 0.05
+        else:
+            assert p[expect] > 0.9
+
+
 def test_left_padding_is_never_copied():
     from earlyexp.agents.backends.hf import sample_batch
 
@@ -69,10 +85,11 @@ def test_left_padding_is_never_copied():
     assert padded[1][1] == pytest.approx(alone[0][1], abs=1e-4)
 
 
-def test_the_labelled_path_equals_the_full_forward_and_trains_the_copy_head():
+@pytest.mark.parametrize("context", [1, 3])
+def test_the_labelled_path_equals_the_full_forward_and_trains_the_copy_head(context):
     from earlyexp.agents.train.losses import masked_lm_loss, token_logprobs
 
-    model = small_copy_model()
+    model = small_copy_model(context=context)
     ids = torch.randint(2, 50, (3, 40), generator=torch.Generator().manual_seed(4))
     ids[:, :34] = ids[0, :34]  # a shared prefix (the decoder runs it once)
     labels = ids.clone()
@@ -98,11 +115,11 @@ def test_the_copy_preset_saves_loads_and_has_its_own_cache_key(tmp_path, tiny_pa
     from earlyexp.agents.backends.tiny import PRESETS, build_tiny, checkpoint_dir
 
     assert PRESETS["copy"].copy_head and not PRESETS["tiny"].copy_head
-    spec = replace(PRESETS["test"], copy_head=True)
+    spec = replace(PRESETS["test"], copy_head=3)
     assert checkpoint_dir(spec, "x") != checkpoint_dir(PRESETS["test"], "x")
     build_tiny(spec, tmp_path)
     model, tokenizer = load_model(tmp_path)
-    assert type(model).__name__ == "CopyForCausalLM"
+    assert type(model).__name__ == "CopyForCausalLM" and model.config.copy_context == 3
     again = AutoModelForCausalLM.from_pretrained(tmp_path)
     ids = torch.tensor([tokenizer("Observation:\nDDAB", add_special_tokens=False)["input_ids"]])
     with torch.no_grad():
