@@ -69,7 +69,7 @@ class CopyForCausalLM(LlamaForCausalLM):
         self.copy_q = nn.Linear(width, width, bias=False)
         self.copy_k = nn.Linear(width, width, bias=False)
         self.copy_gate = nn.Linear(width, 1)
-        before = getattr(config, "copy_context", 1) - 1
+        before = config.copy_context - 1
         self.copy_q_before = nn.ModuleList(
             nn.Linear(width, width, bias=False) for _ in range(before)
         )
@@ -101,6 +101,8 @@ class CopyForCausalLM(LlamaForCausalLM):
         """Llama's forward, with ``logits`` the log of the copy mixture."""
         if input_ids is None:
             raise ValueError("Expect input_ids (the copy head copies ids), actually: None")
+        if not isinstance(logits_to_keep, int):
+            raise ValueError(f"Expect logits_to_keep an int, actually: {type(logits_to_keep)}")
         cache = cache if cache is not None else kwargs.pop("past_key_values", None)
         out = self.model(
             input_ids=input_ids,
@@ -111,8 +113,6 @@ class CopyForCausalLM(LlamaForCausalLM):
             use_cache=use_cache,
             **kwargs,
         )
-        if not isinstance(logits_to_keep, int):
-            raise ValueError(f"Expect logits_to_keep an int, actually: {type(logits_to_keep)}")
         h = out.last_hidden_state  # (B, T, H)
         ids, old_keys = self._context(out.cache, input_ids)  # (B, S): the whole context
         S, T = ids.shape[1], h.shape[1]

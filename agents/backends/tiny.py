@@ -214,7 +214,10 @@ def build_tiny(spec: TinySpec, path: Path) -> None:
         corpus(resolve_envs(spec), spec.episodes, spec.seed), spec.vocab_size
     )
     copy = {"copy_context": spec.copy_head} if spec.copy_head else {}
-    config = (CopyConfig if spec.copy_head else LlamaConfig)(
+    config_class, model_class = (
+        (CopyConfig, CopyForCausalLM) if spec.copy_head else (LlamaConfig, LlamaForCausalLM)
+    )
+    config = config_class(
         **copy,
         vocab_size=len(tokenizer),
         hidden_size=spec.hidden_size,
@@ -230,7 +233,7 @@ def build_tiny(spec: TinySpec, path: Path) -> None:
         bos_token_id=None,
     )
     torch.manual_seed(spec.seed)
-    model = (CopyForCausalLM if spec.copy_head else LlamaForCausalLM)(config)
+    model = model_class(config)
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.generation_config.eos_token_id = tokenizer.eos_token_id
     # servers that read the generation config (transformers serve, vLLM) sample by default
